@@ -1,0 +1,196 @@
+//! The application: configuration, store, keys, user cache and mailer,
+//! built once at start-up and shared by every worker as `Arc<App>`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+
+use crate::auth::{self, Keys, UserCache};
+use crate::config::Config;
+use crate::ids;
+use crate::mail::Mailer;
+use crate::model::user::{Group, User};
+use crate::store::{Store, StoreError, groups, meta, users};
+
+/// Group whose members may edit every node; created at start-up.
+pub const NODE_EDIT_ANY: &str = "node:edit:any";
+
+/// Everything a request handler needs.
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub keys: Keys,
+    pub users: std::sync::Arc<UserCache>,
+    pub mailer: Mailer,
+    /// A hash checked when a login names no user, so that both cases take
+    /// the same time.
+    pub dummy_hash: String,
+    /// Requests handled since start (Prometheus `http_requests_total`).
+    pub requests: AtomicU64,
+}
+
+/// A start-up failure, printed by `main` as is.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<StoreError> for StartError {
+    fn from(err: StoreError) -> StartError {
+        StartError(err.to_string())
+    }
+}
+
+/// A random password for bootstrapped and invited accounts.
+pub fn random_password(len: usize) -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+impl App {
+    /// Opens the database (migrating it), loads or generates the secret,
+    /// ensures `node:edit:any` and the first admin exist.
+    pub fn open(config: Config, db: &Path) -> Result<App, StartError> {
+        for name in &config.ignored {
+            eprintln!("kci-lite: {name} is an upstream setting with no meaning here; ignored");
+        }
+        let store = Store::open(db, config.synchronous_full)?;
+        let secret = match &config.secret_key {
+            Some(secret) => secret.clone(),
+            None => store.write(|c| {
+                if let Some(secret) = meta::get(c, "secret_key")? {
+                    return Ok::<_, StoreError>(secret);
+                }
+                let mut bytes = [0u8; 32];
+                rand::Rng::fill(&mut rand::rng(), &mut bytes);
+                let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                meta::set(c, "secret_key", &secret)?;
+                Ok(secret)
+            })?,
+        };
+        let keys = Keys::new(
+            config.algorithm,
+            &secret,
+            config.unified_secret.as_deref(),
+            config.token_lifetime_secs,
+        );
+        store.write(|c| {
+            if groups::get_by_name(c, NODE_EDIT_ANY)?.is_none() {
+                groups::insert(
+                    c,
+                    &Group {
+                        id: ids::new_id(),
+                        name: NODE_EDIT_ANY.to_string(),
+                    },
+                )?;
+            }
+            Ok::<_, StoreError>(())
+        })?;
+        let mailer = Mailer::from_config(&config).map_err(|e| StartError(e.0))?;
+        let dummy_hash = auth::hash_password("kci-lite-dummy-password", config.bcrypt_cost)
+            .map_err(|e| StartError(format!("{:?}", e.cause)))?;
+        let cache = store.read(users::all)?;
+        let app = App {
+            store,
+            keys,
+            users: std::sync::Arc::new(UserCache::load(cache)),
+            mailer,
+            dummy_hash,
+            requests: AtomicU64::new(0),
+            config,
+        };
+        app.bootstrap_admin()?;
+        Ok(app)
+    }
+
+    /// Creates the first superuser when none exists; a generated password
+    /// is printed once.
+    fn bootstrap_admin(&self) -> Result<(), StartError> {
+        if self.store.read(users::any_superuser)? {
+            return Ok(());
+        }
+        let (password, generated) = match &self.config.initial_password {
+            Some(p) => (p.clone(), false),
+            None => (random_password(20), true),
+        };
+        let username = self.config.initial_admin_username.clone();
+        let email = self.config.initial_admin_email.clone();
+        self.create_superuser(&username, &email, &password)?;
+        if generated {
+            eprintln!("kci-lite: initial admin password: {password}");
+        }
+        eprintln!("kci-lite: created initial admin user '{username}'");
+        Ok(())
+    }
+
+    /// Creates a verified, active superuser (start-up and `admin create`).
+    pub fn create_superuser(
+        &self,
+        username: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<User, StartError> {
+        let email = crate::model::user::normalize_email(email)
+            .ok_or_else(|| StartError(format!("'{email}' is not a valid e-mail address")))?;
+        let hashed_password = auth::hash_password(password, self.config.bcrypt_cost)
+            .map_err(|e| StartError(format!("{:?}", e.cause)))?;
+        let user = User {
+            id: ids::new_id(),
+            email,
+            is_active: true,
+            is_superuser: true,
+            is_verified: true,
+            username: username.to_string(),
+            groups: Vec::new(),
+            hashed_password,
+        };
+        let cache = std::sync::Arc::clone(&self.users);
+        let new = user.clone();
+        self.store
+            .write_then(
+                move |c| {
+                    if users::get_by_username(c, &new.username)?.is_some() {
+                        return Err(StoreError::Conflict(format!(
+                            "a user named '{}' already exists",
+                            new.username
+                        )));
+                    }
+                    if users::get_by_email(c, &new.email)?.is_some() {
+                        return Err(StoreError::Conflict(format!(
+                            "a user with e-mail '{}' already exists",
+                            new.email
+                        )));
+                    }
+                    users::insert(c, &new)?;
+                    Ok(new)
+                },
+                move |u| cache.put(u),
+            )
+            .map_err(|e| match e {
+                StoreError::Conflict(what) => StartError(what),
+                other => StartError(other.to_string()),
+            })?;
+        Ok(user)
+    }
+
+    /// Counts one handled request.
+    pub fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Stops the writer and checkpoints the WAL.
+    pub fn close(&self) {
+        self.store.close();
+    }
+}

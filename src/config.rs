@@ -1,0 +1,372 @@
+//! Configuration: defaults, then a `.env` file in the working directory, then
+//! the process environment (which wins). Names are upstream's where upstream
+//! has them, case-insensitive; kci-lite's own start with `KCI_`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+/// Default request body limit (16 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+/// Default token lifetime when neither expiry variable is set (10 years).
+pub const DEFAULT_TOKEN_LIFETIME_SECS: u64 = 315_360_000;
+/// Default number of HTTP worker threads.
+pub const DEFAULT_HTTP_THREADS: usize = 16;
+
+/// Shortest HMAC secret accepted (jwt-simple refuses weaker keys).
+pub const MIN_SECRET_LEN: usize = 12;
+
+/// Upstream variables that have no meaning here: accepted, logged, ignored.
+const IGNORED_UPSTREAM: &[&str] = &["MONGO_SERVICE", "REDIS_HOST", "REDIS_PORT"];
+
+/// JWT signing algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    HS256,
+    HS384,
+    HS512,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    None,
+    StartTls,
+    Tls,
+}
+
+/// SMTP relay settings; present only when both host and port are set.
+#[derive(Clone)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub sender: String,
+    pub password: String,
+}
+
+/// Every setting of the server, checked once at start-up.
+#[derive(Clone)]
+pub struct Config {
+    pub secret_key: Option<String>,
+    pub unified_secret: Option<String>,
+    pub algorithm: Algorithm,
+    pub token_lifetime_secs: u64,
+    pub initial_password: Option<String>,
+    pub initial_admin_username: String,
+    pub initial_admin_email: String,
+    pub keep_alive_secs: f64,
+    pub cloud_events_source: String,
+    pub public_base_url: Option<String>,
+    pub smtp: Option<Smtp>,
+    pub email_sender: String,
+    pub event_history_ttl_secs: u64,
+    pub telemetry_ttl_secs: u64,
+    pub node_purge_age_days: u64,
+    pub max_body_bytes: u64,
+    pub http_threads: usize,
+    pub bcrypt_cost: u32,
+    pub synchronous_full: bool,
+    /// Names of ignored upstream variables that were set (logged at start).
+    pub ignored: Vec<String>,
+}
+
+/// A setting that has an unusable value; the message names the variable.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Config")
+            .field("secret_key", &redact(&self.secret_key))
+            .field("unified_secret", &redact(&self.unified_secret))
+            .field("algorithm", &self.algorithm)
+            .field("token_lifetime_secs", &self.token_lifetime_secs)
+            .field("initial_password", &redact(&self.initial_password))
+            .field("initial_admin_username", &self.initial_admin_username)
+            .field("smtp_host", &self.smtp.as_ref().map(|s| &s.host))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("http_threads", &self.http_threads)
+            .field("bcrypt_cost", &self.bcrypt_cost)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The raw variables: `.env` first, the process environment on top; keys
+/// upper-cased because upstream's settings are case-insensitive.
+pub fn gather(dotenv: Option<&Path>) -> Result<HashMap<String, String>, ConfigError> {
+    let mut vars = HashMap::new();
+    if let Some(path) = dotenv
+        && path.exists()
+    {
+        let iter = dotenvy::from_path_iter(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        for item in iter {
+            let (key, value) =
+                item.map_err(|e| ConfigError(format!("bad line in {}: {e}", path.display())))?;
+            vars.insert(key.to_ascii_uppercase(), value);
+        }
+    }
+    for (key, value) in std::env::vars_os() {
+        if let (Some(key), Some(value)) = (key.to_str(), value.to_str()) {
+            vars.insert(key.to_ascii_uppercase(), value.to_string());
+        }
+    }
+    Ok(vars)
+}
+
+impl Config {
+    /// Builds the configuration from the working directory's `.env` and the
+    /// process environment.
+    pub fn load() -> Result<Config, ConfigError> {
+        Config::from_vars(&gather(Some(Path::new(".env")))?)
+    }
+
+    /// Builds and checks the configuration from a map of upper-case names.
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| {
+            vars.get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let algorithm = match get("ALGORITHM").as_deref() {
+            None | Some("HS256") => Algorithm::HS256,
+            Some("HS384") => Algorithm::HS384,
+            Some("HS512") => Algorithm::HS512,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "ALGORITHM: unsupported value '{other}' (use HS256, HS384 or HS512)"
+                )));
+            }
+        };
+        let token_lifetime_secs = match (
+            get("ACCESS_TOKEN_EXPIRE_SECONDS"),
+            get("ACCESS_TOKEN_EXPIRE_MINUTES"),
+        ) {
+            (Some(secs), _) => parse_num::<u64>("ACCESS_TOKEN_EXPIRE_SECONDS", &secs)?,
+            (None, Some(mins)) => parse_num::<u64>("ACCESS_TOKEN_EXPIRE_MINUTES", &mins)?
+                .checked_mul(60)
+                .ok_or_else(|| ConfigError("ACCESS_TOKEN_EXPIRE_MINUTES: too large".into()))?,
+            (None, None) => DEFAULT_TOKEN_LIFETIME_SECS,
+        };
+        let initial_admin_username =
+            get("KCI_INITIAL_ADMIN_USERNAME").unwrap_or_else(|| "admin".to_string());
+        let initial_admin_email = get("KCI_INITIAL_ADMIN_EMAIL")
+            .unwrap_or_else(|| format!("{initial_admin_username}@kernelci.org"));
+        let keep_alive_secs = match get("KEEP_ALIVE_PERIOD") {
+            Some(v) => {
+                let secs = parse_num::<f64>("KEEP_ALIVE_PERIOD", &v)?;
+                if !(secs > 0.0 && secs.is_finite()) {
+                    return Err(ConfigError(
+                        "KEEP_ALIVE_PERIOD: must be a positive number of seconds".into(),
+                    ));
+                }
+                secs
+            }
+            None => 45.0,
+        };
+        let email_sender = get("EMAIL_SENDER").unwrap_or_default();
+        let smtp = match (get("SMTP_HOST"), get("SMTP_PORT")) {
+            (Some(host), Some(port)) => {
+                let port = parse_num::<u16>("SMTP_PORT", &port)?;
+                let security = match get("SMTP_SECURITY").map(|s| s.to_ascii_lowercase()) {
+                    None if port == 465 => SmtpSecurity::Tls,
+                    None => SmtpSecurity::StartTls,
+                    Some(s) if s == "tls" || s == "ssl" => SmtpSecurity::Tls,
+                    Some(s) if s == "starttls" => SmtpSecurity::StartTls,
+                    Some(s) if s == "none" || s == "plain" => SmtpSecurity::None,
+                    Some(s) => {
+                        return Err(ConfigError(format!(
+                            "SMTP_SECURITY: unsupported value '{s}' (use none, starttls or tls)"
+                        )));
+                    }
+                };
+                Some(Smtp {
+                    host,
+                    port,
+                    security,
+                    sender: email_sender.clone(),
+                    password: vars.get("EMAIL_PASSWORD").cloned().unwrap_or_default(),
+                })
+            }
+            _ => None,
+        };
+        let bcrypt_cost = match get("KCI_BCRYPT_COST") {
+            Some(v) => {
+                let cost = parse_num::<u32>("KCI_BCRYPT_COST", &v)?;
+                if !(4..=31).contains(&cost) {
+                    return Err(ConfigError("KCI_BCRYPT_COST: must be between 4 and 31".into()));
+                }
+                cost
+            }
+            None => 12,
+        };
+        let http_threads = match get("KCI_HTTP_THREADS") {
+            Some(v) => {
+                let n = parse_num::<usize>("KCI_HTTP_THREADS", &v)?;
+                if !(1..=1024).contains(&n) {
+                    return Err(ConfigError(
+                        "KCI_HTTP_THREADS: must be between 1 and 1024".into(),
+                    ));
+                }
+                n
+            }
+            None => DEFAULT_HTTP_THREADS,
+        };
+        let synchronous_full = match get("KCI_SYNCHRONOUS").map(|s| s.to_ascii_lowercase()) {
+            None => true,
+            Some(s) if s == "full" => true,
+            Some(s) if s == "normal" => false,
+            Some(s) => {
+                return Err(ConfigError(format!(
+                    "KCI_SYNCHRONOUS: unsupported value '{s}' (use full or normal)"
+                )));
+            }
+        };
+        let max_body_bytes = match get("KCI_MAX_BODY_BYTES") {
+            Some(v) => parse_num::<u64>("KCI_MAX_BODY_BYTES", &v)?,
+            None => DEFAULT_MAX_BODY_BYTES,
+        };
+        let public_base_url = get("PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_string());
+        if let Some(url) = &public_base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError(
+                "PUBLIC_BASE_URL: must start with http:// or https://".into(),
+            ));
+        }
+        for name in ["SECRET_KEY", "UNIFIED_SECRET"] {
+            if get(name).is_some_and(|k| k.len() < MIN_SECRET_LEN) {
+                return Err(ConfigError(format!(
+                    "{name}: must be at least {MIN_SECRET_LEN} characters (e.g. `openssl rand -hex 32`)"
+                )));
+            }
+        }
+        Ok(Config {
+            secret_key: get("SECRET_KEY"),
+            unified_secret: get("UNIFIED_SECRET"),
+            algorithm,
+            token_lifetime_secs,
+            initial_password: get("KCI_INITIAL_PASSWORD"),
+            initial_admin_username,
+            initial_admin_email,
+            keep_alive_secs,
+            cloud_events_source: get("CLOUD_EVENTS_SOURCE")
+                .unwrap_or_else(|| "https://api.kernelci.org/".to_string()),
+            public_base_url,
+            smtp,
+            email_sender,
+            event_history_ttl_secs: opt_num(&get, "EVENT_HISTORY_TTL_SECONDS", 604_800)?,
+            telemetry_ttl_secs: opt_num(&get, "TELEMETRY_TTL_SECONDS", 1_209_600)?,
+            node_purge_age_days: opt_num(&get, "NODE_PURGE_AGE_DAYS", 180)?,
+            max_body_bytes,
+            http_threads,
+            bcrypt_cost,
+            synchronous_full,
+            ignored: IGNORED_UPSTREAM
+                .iter()
+                .filter(|name| vars.contains_key(**name))
+                .map(|name| name.to_string())
+                .collect(),
+        })
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| ConfigError(format!("{name}: '{value}' is not a valid number")))
+}
+
+fn opt_num(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match get(name) {
+        Some(v) => parse_num(name, &v),
+        None => Ok(default),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let cfg = Config::from_vars(&vars(&[])).expect("valid");
+        assert_eq!(cfg.algorithm, Algorithm::HS256);
+        assert_eq!(cfg.token_lifetime_secs, DEFAULT_TOKEN_LIFETIME_SECS);
+        assert_eq!(cfg.initial_admin_email, "admin@kernelci.org");
+        assert!(cfg.smtp.is_none());
+        assert_eq!(cfg.bcrypt_cost, 12);
+    }
+
+    #[test]
+    fn seconds_win_over_minutes() {
+        let cfg = Config::from_vars(&vars(&[
+            ("ACCESS_TOKEN_EXPIRE_SECONDS", "10"),
+            ("ACCESS_TOKEN_EXPIRE_MINUTES", "5"),
+        ]))
+        .expect("valid");
+        assert_eq!(cfg.token_lifetime_secs, 10);
+        let cfg = Config::from_vars(&vars(&[("ACCESS_TOKEN_EXPIRE_MINUTES", "5")])).expect("ok");
+        assert_eq!(cfg.token_lifetime_secs, 300);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (name, value) in [
+            ("ALGORITHM", "RS256"),
+            ("SMTP_PORT", "x"),
+            ("KCI_BCRYPT_COST", "3"),
+            ("KEEP_ALIVE_PERIOD", "-1"),
+            ("KCI_SYNCHRONOUS", "off"),
+            ("SECRET_KEY", "short"),
+        ] {
+            let mut v = vars(&[(name, value)]);
+            v.insert("SMTP_HOST".into(), "localhost".into());
+            v.entry("SMTP_PORT".into()).or_insert_with(|| "25".into());
+            let err = Config::from_vars(&v).err().expect("must fail");
+            assert!(err.0.starts_with(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn smtp_security_follows_port() {
+        let cfg = Config::from_vars(&vars(&[("SMTP_HOST", "h"), ("SMTP_PORT", "465")]))
+            .expect("valid");
+        assert_eq!(cfg.smtp.map(|s| s.security), Some(SmtpSecurity::Tls));
+    }
+
+    #[test]
+    fn upstream_only_variables_are_noted() {
+        let cfg = Config::from_vars(&vars(&[("MONGO_SERVICE", "mongodb://db:27017")]))
+            .expect("valid");
+        assert_eq!(cfg.ignored, vec!["MONGO_SERVICE".to_string()]);
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let cfg = Config::from_vars(&vars(&[("SECRET_KEY", "hunter2-hunter2")])).expect("valid");
+        assert!(!format!("{cfg:?}").contains("hunter2-hunter2"));
+    }
+}

@@ -1,0 +1,211 @@
+//! The `kci-lite` command: `serve`, `admin create`, `migrate`.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use kci_lite::app::App;
+use kci_lite::config::Config;
+use kci_lite::{server, store};
+
+#[derive(Parser)]
+#[command(
+    name = "kci-lite",
+    version,
+    about = "The KernelCI API as one binary and one SQLite file",
+    long_about = "The KernelCI API as one binary and one SQLite file.\n\n\
+                  Settings come from environment variables and a .env file in the working \
+                  directory (upstream names: SECRET_KEY, ALGORITHM, SMTP_HOST, ...; see README.md)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server (creates and migrates the database, bootstraps the first admin).
+    Serve {
+        /// Address and port to listen on.
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        bind: String,
+        /// The SQLite database file.
+        #[arg(long, default_value = "./kci-lite.db")]
+        db: PathBuf,
+    },
+    /// Manage administrator accounts.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Show, apply or revert schema migrations.
+    Migrate {
+        #[command(subcommand)]
+        command: MigrateCommand,
+        /// The SQLite database file.
+        #[arg(long, global = true, default_value = "./kci-lite.db")]
+        db: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a verified superuser. The password is read from standard input
+    /// (--password-stdin), a prompt on a terminal, or KCI_INITIAL_PASSWORD.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// The SQLite database file.
+        #[arg(long, default_value = "./kci-lite.db")]
+        db: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum MigrateCommand {
+    /// List every migration and when it was applied.
+    Status,
+    /// Apply pending migrations (all, or up to --to).
+    Up {
+        #[arg(long)]
+        to: Option<u32>,
+    },
+    /// Revert migrations down to --to (default: one step).
+    Down {
+        #[arg(long)]
+        to: Option<u32>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { bind, db } => serve(&bind, &db),
+        Command::Admin {
+            command:
+                AdminCommand::Create {
+                    username,
+                    email,
+                    password_stdin,
+                    db,
+                },
+        } => admin_create(&username, &email, password_stdin, &db),
+        Command::Migrate { command, db } => migrate(command, &db),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("kci-lite: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config() -> Result<Config, String> {
+    Config::load().map_err(|e| format!("configuration: {e}"))
+}
+
+fn serve(bind: &str, db: &std::path::Path) -> Result<(), String> {
+    let config = load_config()?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let app = Arc::new(App::open(config, db).map_err(|e| e.to_string())?);
+    let running = server::start(Arc::clone(&app), bind).map_err(|e| e.to_string())?;
+    eprintln!(
+        "kci-lite: serving http://{} (database {})",
+        running.addr(),
+        db.display()
+    );
+    let signal = signals.forever().next();
+    eprintln!("kci-lite: signal {signal:?} received, shutting down");
+    running.stop();
+    app.close();
+    eprintln!("kci-lite: stopped");
+    Ok(())
+}
+
+fn admin_create(
+    username: &str,
+    email: &str,
+    password_stdin: bool,
+    db: &std::path::Path,
+) -> Result<(), String> {
+    let config = load_config()?;
+    let password = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?;
+        let again = rpassword::prompt_password("Password (again): ").map_err(|e| e.to_string())?;
+        if first != again {
+            return Err("the passwords do not match".into());
+        }
+        first
+    } else if let Some(password) = config.initial_password.clone() {
+        password
+    } else {
+        return Err(
+            "no password: use --password-stdin, a terminal, or KCI_INITIAL_PASSWORD".into(),
+        );
+    };
+    if password.is_empty() {
+        return Err("the password is empty".into());
+    }
+    let app = App::open(config, db).map_err(|e| e.to_string())?;
+    let result = app.create_superuser(username, email, &password);
+    app.close();
+    let user = result.map_err(|e| e.to_string())?;
+    println!("created superuser '{}' with id {}", user.username, user.id);
+    Ok(())
+}
+
+fn migrate(command: MigrateCommand, db: &std::path::Path) -> Result<(), String> {
+    let conn = store::open_connection(db, true).map_err(|e| e.to_string())?;
+    match command {
+        MigrateCommand::Status => {
+            let current = store::migrate::current(&conn).map_err(|e| e.to_string())?;
+            println!("schema version {current} (this binary knows {})", store::migrate::latest());
+            for m in store::migrate::status(&conn).map_err(|e| e.to_string())? {
+                println!(
+                    "{:04}_{:<20} {}",
+                    m.version,
+                    m.name,
+                    m.applied_at.as_deref().unwrap_or("pending")
+                );
+            }
+        }
+        MigrateCommand::Up { to } => {
+            let done = store::migrate::up(&conn, to).map_err(|e| e.to_string())?;
+            if done.is_empty() {
+                println!("nothing to apply");
+            }
+            for v in done {
+                println!("applied {v:04}");
+            }
+        }
+        MigrateCommand::Down { to } => {
+            let current = store::migrate::current(&conn).map_err(|e| e.to_string())?;
+            let to = to.unwrap_or(current.saturating_sub(1));
+            let done = store::migrate::down(&conn, to).map_err(|e| e.to_string())?;
+            if done.is_empty() {
+                println!("nothing to revert");
+            }
+            for v in done {
+                println!("reverted {v:04}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,393 @@
+//! Nodes: the 23-field model in the contract's key order, its defaults and
+//! the validation of a create body. Kind-specific `data` rules and updates
+//! belong to the nodes issue; this is the first slice.
+
+use chrono::Duration;
+use serde_json::{Map, Value, json};
+
+use super::validate::{Fields, ValidationItem};
+use crate::ids;
+use crate::timestamp::{self, Timestamp};
+
+/// Kinds the API accepts.
+pub const KINDS: &[&str] = &["checkout", "kbuild", "test", "job", "process", "regression", "node"];
+/// Node states.
+pub const STATES: &[&str] = &["running", "available", "closing", "done"];
+/// Node results.
+pub const RESULTS: &[&str] = &["pass", "fail", "skip", "incomplete"];
+/// Default lifetime of a node before it times out.
+pub const DEFAULT_TIMEOUT_HOURS: i64 = 6;
+
+/// A node with every field of the contract.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub id: String,
+    pub kind: String,
+    pub name: String,
+    pub path: Vec<String>,
+    pub group: Option<String>,
+    pub parent: Option<String>,
+    pub state: String,
+    pub result: Option<String>,
+    pub artifacts: Value,
+    pub data: Value,
+    pub debug: Value,
+    pub jobfilter: Value,
+    pub platform_filter: Value,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+    pub timeout: Timestamp,
+    pub holdoff: Option<Timestamp>,
+    pub owner: Option<String>,
+    pub submitter: Option<String>,
+    pub treeid: Option<String>,
+    pub user_groups: Vec<String>,
+    pub processed_by_kcidb_bridge: bool,
+    pub retry_counter: i64,
+}
+
+/// Why a create body was refused.
+#[derive(Debug)]
+pub enum NodeError {
+    /// Schema problems (422).
+    Invalid(Vec<ValidationItem>),
+    /// A semantic problem (400) with its detail.
+    Rejected(String),
+}
+
+impl From<Vec<ValidationItem>> for NodeError {
+    fn from(items: Vec<ValidationItem>) -> NodeError {
+        NodeError::Invalid(items)
+    }
+}
+
+impl Node {
+    /// The node as every endpoint returns it, keys in the contract's order.
+    pub fn to_json(&self) -> Value {
+        let ts = |t: &Timestamp| Value::String(timestamp::format(t));
+        json!({
+            "id": self.id,
+            "kind": self.kind,
+            "name": self.name,
+            "path": self.path,
+            "group": self.group,
+            "parent": self.parent,
+            "state": self.state,
+            "result": self.result,
+            "artifacts": self.artifacts,
+            "data": self.data,
+            "debug": self.debug,
+            "jobfilter": self.jobfilter,
+            "platform_filter": self.platform_filter,
+            "created": ts(&self.created),
+            "updated": ts(&self.updated),
+            "timeout": ts(&self.timeout),
+            "holdoff": self.holdoff.as_ref().map(ts),
+            "owner": self.owner,
+            "submitter": self.submitter,
+            "treeid": self.treeid,
+            "user_groups": self.user_groups,
+            "processed_by_kcidb_bridge": self.processed_by_kcidb_bridge,
+            "retry_counter": self.retry_counter,
+        })
+    }
+
+    /// Rebuilds a node from its stored document.
+    pub fn from_json(doc: &Value) -> Option<Node> {
+        let s = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
+        let ts = |k: &str| doc.get(k).and_then(Value::as_str).and_then(timestamp::parse);
+        Some(Node {
+            id: s("id")?,
+            kind: s("kind")?,
+            name: s("name")?,
+            path: serde_json::from_value(doc.get("path")?.clone()).ok()?,
+            group: s("group"),
+            parent: s("parent"),
+            state: s("state")?,
+            result: s("result"),
+            artifacts: doc.get("artifacts")?.clone(),
+            data: doc.get("data")?.clone(),
+            debug: doc.get("debug")?.clone(),
+            jobfilter: doc.get("jobfilter")?.clone(),
+            platform_filter: doc.get("platform_filter")?.clone(),
+            created: ts("created")?,
+            updated: ts("updated")?,
+            timeout: ts("timeout")?,
+            holdoff: ts("holdoff"),
+            owner: s("owner"),
+            submitter: s("submitter"),
+            treeid: s("treeid"),
+            user_groups: serde_json::from_value(doc.get("user_groups")?.clone()).ok()?,
+            processed_by_kcidb_bridge: doc.get("processed_by_kcidb_bridge")?.as_bool()?,
+            retry_counter: doc.get("retry_counter")?.as_i64()?,
+        })
+    }
+
+    /// Builds a new node from a POST body: schema (422), then `id` present
+    /// and kind (400). `owner` is always `owner`, whatever the body says.
+    pub fn create(body: &Value, owner: &str, now: Timestamp) -> Result<Node, NodeError> {
+        let mut f = Fields::new(body);
+        let kind = f.optional_str("kind").unwrap_or_else(|| "node".to_string());
+        let name = f.required_str("name");
+        let path = required_string_list(&mut f, "path");
+        let group = f.optional_str("group");
+        let parent = optional_id(&mut f, "parent");
+        let state = enum_field(&mut f, "state", STATES).unwrap_or_else(|| "running".into());
+        let result = enum_field(&mut f, "result", RESULTS);
+        let artifacts = artifacts_field(&mut f);
+        let data = object_field(&mut f, "data");
+        let debug = object_field(&mut f, "debug");
+        let jobfilter = string_list_or_null(&mut f, "jobfilter").unwrap_or(Value::Null);
+        let platform_filter = string_list_or_null(&mut f, "platform_filter").unwrap_or(json!([]));
+        let created = timestamp_field(&mut f, "created");
+        let updated = timestamp_field(&mut f, "updated");
+        let timeout = timestamp_field(&mut f, "timeout");
+        let holdoff = timestamp_field(&mut f, "holdoff");
+        let submitter = f.optional_str("submitter");
+        let treeid = f.optional_str("treeid");
+        let user_groups = f.optional_unique_strings("user_groups").unwrap_or_default();
+        let processed = f.optional_bool("processed_by_kcidb_bridge").unwrap_or(false);
+        let retry_counter = strict_int(&mut f, "retry_counter").unwrap_or(0);
+        f.finish()?;
+        if body.get("id").is_some_and(|v| !v.is_null()) {
+            return Err(NodeError::Rejected(
+                "id must not be given when creating a node".into(),
+            ));
+        }
+        if !KINDS.contains(&kind.as_str()) {
+            return Err(NodeError::Rejected(format!("Unsupported node kind: {kind}")));
+        }
+        let created = created.unwrap_or(now);
+        Ok(Node {
+            id: ids::new_id(),
+            kind,
+            name: name.unwrap_or_default(),
+            path: path.unwrap_or_default(),
+            group,
+            parent,
+            state,
+            result,
+            artifacts: artifacts.unwrap_or_else(|| json!({})),
+            data: data.unwrap_or_else(|| json!({})),
+            debug: debug.unwrap_or_else(|| json!({})),
+            jobfilter,
+            platform_filter,
+            created,
+            updated: updated.unwrap_or(now),
+            timeout: timeout.unwrap_or(created + Duration::hours(DEFAULT_TIMEOUT_HOURS)),
+            holdoff,
+            owner: Some(owner.to_string()),
+            submitter,
+            treeid,
+            user_groups,
+            processed_by_kcidb_bridge: processed,
+            retry_counter,
+        })
+    }
+}
+
+fn required_string_list(f: &mut Fields, key: &str) -> Option<Vec<String>> {
+    match f.raw(key) {
+        None => {
+            f.fail(key, "Field required", "missing");
+            None
+        }
+        Some(Value::Array(items)) => {
+            let strings: Option<Vec<String>> =
+                items.iter().map(|v| v.as_str().map(str::to_string)).collect();
+            if strings.is_none() {
+                f.fail(key, "Input should be a valid list of strings", "string_type");
+            }
+            strings
+        }
+        Some(_) => {
+            f.fail(key, "Input should be a valid list", "list_type");
+            None
+        }
+    }
+}
+
+/// `Some(Value::Null)` for an explicit null, `Some(list)` for a list.
+fn string_list_or_null(f: &mut Fields, key: &str) -> Option<Value> {
+    match f.raw(key)? {
+        Value::Null => Some(Value::Null),
+        Value::Array(items) if items.iter().all(Value::is_string) => Some(Value::Array(items.clone())),
+        Value::Array(_) => {
+            f.fail(key, "Input should be a valid string", "string_type");
+            None
+        }
+        _ => {
+            f.fail(key, "Input should be a valid list", "list_type");
+            None
+        }
+    }
+}
+
+fn optional_id(f: &mut Fields, key: &str) -> Option<String> {
+    let text = f.optional_str(key)?;
+    let id = ids::parse_id(&text);
+    if id.is_none() {
+        f.fail(key, &ids::invalid_id_detail(&text), "value_error");
+    }
+    id
+}
+
+fn enum_field(f: &mut Fields, key: &str, allowed: &[&str]) -> Option<String> {
+    let text = f.optional_str(key)?;
+    if allowed.contains(&text.as_str()) {
+        Some(text)
+    } else {
+        let expected = allowed
+            .iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        f.fail(key, &format!("Input should be {expected}"), "enum");
+        None
+    }
+}
+
+/// `Some(Value::Null)` for explicit null; `None` when absent or invalid.
+fn object_field(f: &mut Fields, key: &str) -> Option<Value> {
+    match f.raw(key)? {
+        v @ (Value::Null | Value::Object(_)) => Some(v.clone()),
+        _ => {
+            f.fail(key, "Input should be a valid dictionary", "dict_type");
+            None
+        }
+    }
+}
+
+fn artifacts_field(f: &mut Fields) -> Option<Value> {
+    let raw = f.raw("artifacts")?;
+    let Value::Object(map) = raw else {
+        if raw.is_null() {
+            return Some(Value::Null);
+        }
+        f.fail("artifacts", "Input should be a valid dictionary", "dict_type");
+        return None;
+    };
+    let mut out = Map::new();
+    let mut ok = true;
+    for (name, value) in map {
+        match value.as_str().map(normalize_http_url) {
+            Some(Ok(url)) => {
+                out.insert(name.clone(), Value::String(url));
+            }
+            Some(Err(kind)) => {
+                ok = false;
+                f.fail("artifacts", &format!("Invalid URL for artifact '{name}'"), kind);
+            }
+            None => {
+                ok = false;
+                f.fail("artifacts", "Input should be a valid string", "string_type");
+            }
+        }
+    }
+    ok.then_some(Value::Object(out))
+}
+
+/// Checks an absolute http(s) URL with a host; returns it normalised
+/// (lower-case scheme and host, `/` for an empty path).
+pub fn normalize_http_url(text: &str) -> Result<String, &'static str> {
+    let (scheme, rest) = text.split_once("://").ok_or("url_parsing")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err("url_scheme");
+    }
+    let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(split);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host_name = host.split(':').next().unwrap_or("");
+    if host_name.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("url_parsing");
+    }
+    let tail = if tail.starts_with('/') {
+        tail.to_string()
+    } else {
+        format!("/{tail}")
+    };
+    Ok(format!("{scheme}://{}{tail}", authority.to_ascii_lowercase()))
+}
+
+fn timestamp_field(f: &mut Fields, key: &str) -> Option<Timestamp> {
+    match f.raw(key)? {
+        Value::Null => None,
+        Value::String(text) => {
+            let ts = timestamp::parse(text);
+            if ts.is_none() {
+                f.fail(key, "Input should be a valid datetime", "datetime_from_date_parsing");
+            }
+            ts
+        }
+        _ => {
+            f.fail(key, "Input should be a valid datetime", "datetime_type");
+            None
+        }
+    }
+}
+
+fn strict_int(f: &mut Fields, key: &str) -> Option<i64> {
+    match f.raw(key)? {
+        Value::Number(n) if n.is_i64() => n.as_i64(),
+        _ => {
+            f.fail(key, "Input should be a valid integer", "int_type");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        timestamp::parse("2024-01-01T00:00:00").expect("valid")
+    }
+
+    #[test]
+    fn defaults_and_key_order() {
+        let node = Node::create(&json!({"name": "n", "path": ["n"]}), "bob", now())
+            .ok()
+            .expect("valid");
+        let doc = node.to_json();
+        let keys: Vec<_> = doc.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        assert_eq!(keys.len(), 23);
+        assert_eq!(keys[0], "id");
+        assert_eq!(doc["kind"], "node");
+        assert_eq!(doc["artifacts"], json!({}));
+        assert_eq!(doc["platform_filter"], json!([]));
+        assert_eq!(doc["timeout"], "2024-01-01T06:00:00.000000");
+        assert_eq!(doc["owner"], "bob");
+        assert_eq!(Node::from_json(&doc), Some(node));
+    }
+
+    #[test]
+    fn owner_comes_from_the_token() {
+        let node = Node::create(&json!({"name": "n", "path": [], "owner": "eve"}), "bob", now())
+            .ok()
+            .expect("valid");
+        assert_eq!(node.owner.as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn schema_then_kind() {
+        match Node::create(&json!({"kind": "bogus"}), "bob", now()) {
+            Err(NodeError::Invalid(items)) => assert_eq!(items.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        match Node::create(&json!({"kind": "bogus", "name": "n", "path": []}), "b", now()) {
+            Err(NodeError::Rejected(d)) => assert_eq!(d, "Unsupported node kind: bogus"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(normalize_http_url("http://h").as_deref(), Ok("http://h/"));
+        assert_eq!(normalize_http_url("HTTPS://Host/a?b=c").as_deref(), Ok("https://host/a?b=c"));
+        assert_eq!(normalize_http_url("ftp://h/x"), Err("url_scheme"));
+        assert_eq!(normalize_http_url("nope"), Err("url_parsing"));
+        assert_eq!(normalize_http_url("http:///x"), Err("url_parsing"));
+    }
+}

@@ -1,0 +1,242 @@
+//! The HTTP server: a tiny_http listener and a fixed pool of worker
+//! threads; raw request → `Req` (body limit, version prefix), `Resp` → raw
+//! response; panics become 500; one access-log line per request.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::app::{App, StartError};
+use crate::http::{self, ApiError, Method, Reply, Req, Resp};
+use crate::router;
+
+/// How often an idle worker looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(200);
+
+/// A running server.
+pub struct Running {
+    addr: SocketAddr,
+    stopping: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+    server: Arc<tiny_http::Server>,
+}
+
+impl Running {
+    /// The address actually bound (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting work, lets in-flight requests finish, joins workers.
+    pub fn stop(self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for _ in &self.workers {
+            self.server.unblock();
+        }
+        for worker in self.workers {
+            let _ = worker.join();
+        }
+    }
+}
+
+/// Binds `bind` and starts the worker threads.
+pub fn start(app: Arc<App>, bind: &str) -> Result<Running, StartError> {
+    let server = tiny_http::Server::http(bind)
+        .map_err(|e| StartError(format!("cannot listen on {bind}: {e}")))?;
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| StartError(format!("{bind} is not an IP address")))?;
+    let server = Arc::new(server);
+    let stopping = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for i in 0..app.config.http_threads {
+        let (app, server, stopping) = (Arc::clone(&app), Arc::clone(&server), Arc::clone(&stopping));
+        let worker = std::thread::Builder::new()
+            .name(format!("kci-http-{i}"))
+            .spawn(move || work(&app, &server, &stopping))
+            .map_err(|e| StartError(format!("cannot start worker thread: {e}")))?;
+        workers.push(worker);
+    }
+    Ok(Running {
+        addr,
+        stopping,
+        workers,
+        server,
+    })
+}
+
+fn work(app: &Arc<App>, server: &tiny_http::Server, stopping: &AtomicBool) {
+    while !stopping.load(Ordering::SeqCst) {
+        match server.recv_timeout(STOP_POLL) {
+            Ok(Some(raw)) => handle(app, raw),
+            Ok(None) => {}
+            Err(_) => break,
+        }
+    }
+}
+
+/// Answers a request, now or (for a parked long poll) later.
+pub struct Responder {
+    raw: tiny_http::Request,
+    started: Instant,
+    method: String,
+    path: String,
+    close: bool,
+}
+
+impl Responder {
+    /// Writes the response and the access-log line.
+    pub fn send(self, resp: Resp) {
+        let status = resp.status;
+        let mut out = tiny_http::Response::from_data(resp.body).with_status_code(status);
+        if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", resp.content_type) {
+            out.add_header(h);
+        }
+        for (name, value) in resp.headers {
+            if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+                out.add_header(h);
+            }
+        }
+        if self.close
+            && let Ok(h) = tiny_http::Header::from_bytes("Connection", "close")
+        {
+            out.add_header(h);
+        }
+        let _ = self.raw.respond(out);
+        eprintln!(
+            "kci-lite: {} {} {} {:.1}ms",
+            self.method,
+            self.path,
+            status,
+            self.started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+}
+
+fn method_of(raw: &tiny_http::Method) -> Method {
+    match raw {
+        tiny_http::Method::Get => Method::Get,
+        tiny_http::Method::Head => Method::Head,
+        tiny_http::Method::Post => Method::Post,
+        tiny_http::Method::Put => Method::Put,
+        tiny_http::Method::Patch => Method::Patch,
+        tiny_http::Method::Delete => Method::Delete,
+        _ => Method::Other,
+    }
+}
+
+/// What the version prefix of a path means.
+enum Prefix {
+    /// Serve these segments.
+    Api(Vec<String>),
+    /// `/vN…` other than `v0`: refused with this version text.
+    Unsupported(String),
+}
+
+fn strip_prefix(path: &str) -> Prefix {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    let segments = http::split_path(path);
+    if first == "latest" || first == "v0" {
+        return Prefix::Api(segments.into_iter().skip(1).collect());
+    }
+    let is_version = first.len() > 1
+        && first.starts_with('v')
+        && first[1..].bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && first[1..].bytes().any(|b| b.is_ascii_digit());
+    if is_version {
+        Prefix::Unsupported(first.to_string())
+    } else {
+        Prefix::Api(segments)
+    }
+}
+
+fn handle(app: &Arc<App>, mut raw: tiny_http::Request) {
+    let started = Instant::now();
+    app.count_request();
+    let url = raw.url().to_string();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let responder_for = |raw: tiny_http::Request, close: bool| Responder {
+        method: raw.method().as_str().to_string(),
+        path: path.to_string(),
+        raw,
+        started,
+        close,
+    };
+    let segments = match strip_prefix(path) {
+        Prefix::Api(segments) => segments,
+        Prefix::Unsupported(version) => {
+            let resp = Resp::text(400, &format!("Unsupported API version: {version}"));
+            return responder_for(raw, false).send(resp);
+        }
+    };
+    let limit = app.config.max_body_bytes;
+    if raw.body_length().is_some_and(|n| n as u64 > limit) {
+        return responder_for(raw, true).send(ApiError::too_large().to_resp());
+    }
+    let mut body = Vec::new();
+    let read = raw
+        .as_reader()
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut body);
+    if read.is_err() {
+        let resp = ApiError::bad_request("Could not read the request body").to_resp();
+        return responder_for(raw, true).send(resp);
+    }
+    if body.len() as u64 > limit {
+        return responder_for(raw, true).send(ApiError::too_large().to_resp());
+    }
+    let req = Req {
+        method: method_of(raw.method()),
+        segments,
+        query: http::parse_query(query),
+        headers: raw
+            .headers()
+            .iter()
+            .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
+            .collect(),
+        body,
+        remote: raw.remote_addr().copied(),
+    };
+    let reply = catch_unwind(AssertUnwindSafe(|| router::route(app, &req)))
+        .unwrap_or_else(|_| Err(ApiError::internal("handler panicked")));
+    let responder = responder_for(raw, false);
+    match reply {
+        Ok(Reply::Now(resp)) => responder.send(resp),
+        Ok(Reply::Later(park)) => park(responder),
+        Err(err) => {
+            if let Some(cause) = &err.cause {
+                eprintln!("kci-lite: {} {path}: {cause}", responder.method);
+            }
+            responder.send(err.to_resp());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(path: &str) -> Vec<String> {
+        match strip_prefix(path) {
+            Prefix::Api(s) => s,
+            Prefix::Unsupported(v) => vec![format!("!{v}")],
+        }
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(api("/latest/node/x"), ["node", "x"]);
+        assert_eq!(api("/v0/nodes"), ["nodes"]);
+        assert_eq!(api("/nodes"), ["nodes"]);
+        assert!(api("/latest").is_empty());
+        assert!(api("/").is_empty());
+        assert_eq!(api("/v1/nodes"), ["!v1"]);
+        assert_eq!(api("/v0.1/nodes"), ["!v0.1"]);
+        assert_eq!(api("/viewer"), ["viewer"]);
+    }
+}

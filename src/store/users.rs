@@ -1,0 +1,137 @@
+//! User SQL. The document column holds `UserRead`; the hash has its own
+//! column so that no filter or response can reach it.
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{StoreError, filter_sql};
+use crate::model::user::User;
+use crate::query::Filter;
+
+fn from_row(row: &Row) -> rusqlite::Result<(String, String)> {
+    Ok((row.get(0)?, row.get(1)?))
+}
+
+fn decode((doc, hash): (String, String)) -> Result<User, StoreError> {
+    let value: serde_json::Value = serde_json::from_str(&doc)?;
+    User::from_doc(&value, hash).ok_or_else(|| StoreError::Internal("malformed user row".into()))
+}
+
+fn one(c: &Connection, sql: &str, key: &str) -> Result<Option<User>, StoreError> {
+    c.query_row(sql, [key], from_row)
+        .optional()?
+        .map(decode)
+        .transpose()
+}
+
+/// The user with this id.
+pub fn get(c: &Connection, id: &str) -> Result<Option<User>, StoreError> {
+    one(c, "SELECT doc, hashed_password FROM user WHERE id = ?1", id)
+}
+
+/// The user with this (case-sensitive) username.
+pub fn get_by_username(c: &Connection, username: &str) -> Result<Option<User>, StoreError> {
+    one(c, "SELECT doc, hashed_password FROM user WHERE username = ?1", username)
+}
+
+/// The user with this e-mail address (case-insensitive).
+pub fn get_by_email(c: &Connection, email: &str) -> Result<Option<User>, StoreError> {
+    let key = crate::model::user::email_key(email);
+    one(c, "SELECT doc, hashed_password FROM user WHERE email_key = ?1", &key)
+}
+
+/// Every user (to fill the authentication cache at start-up).
+pub fn all(c: &Connection) -> Result<Vec<User>, StoreError> {
+    let mut stmt = c.prepare("SELECT doc, hashed_password FROM user ORDER BY id")?;
+    let rows = stmt.query_map([], from_row)?;
+    rows.map(|r| decode(r?)).collect()
+}
+
+/// Whether any superuser exists.
+pub fn any_superuser(c: &Connection) -> Result<bool, StoreError> {
+    Ok(c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM user WHERE json_extract(doc, '$.is_superuser') = 1)",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Stores a new user.
+pub fn insert(c: &Connection, user: &User) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO user (id, username, email_key, hashed_password, doc) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            user.id,
+            user.username,
+            user.email_key(),
+            user.hashed_password,
+            user.to_json().to_string()
+        ],
+    )?;
+    Ok(())
+}
+
+/// Replaces a stored user; `NotFound` if it is gone.
+pub fn update(c: &Connection, user: &User) -> Result<(), StoreError> {
+    let n = c.execute(
+        "UPDATE user SET username = ?2, email_key = ?3, hashed_password = ?4, doc = ?5 WHERE id = ?1",
+        params![
+            user.id,
+            user.username,
+            user.email_key(),
+            user.hashed_password,
+            user.to_json().to_string()
+        ],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Deletes a user; whether it existed.
+pub fn delete(c: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(c.execute("DELETE FROM user WHERE id = ?1", [id])? > 0)
+}
+
+/// Whether some user is a member of the group with this id.
+pub fn any_member_of(c: &Connection, group_id: &str) -> Result<bool, StoreError> {
+    Ok(c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM user, json_each(user.doc, '$.groups') AS g
+                        WHERE json_extract(g.value, '$.id') = ?1)",
+        [group_id],
+        |r| r.get(0),
+    )?)
+}
+
+/// One page of users matching `filter` (in id order) and the total count.
+pub fn list(
+    c: &Connection,
+    filter: &Filter,
+    limit: u64,
+    offset: u64,
+) -> Result<(Vec<User>, u64), StoreError> {
+    let (cond, mut args) = filter_sql(filter, "doc")?;
+    let total: i64 = c.query_row(
+        &format!("SELECT count(*) FROM user WHERE {cond}"),
+        rusqlite::params_from_iter(args.iter()),
+        |r| r.get(0),
+    )?;
+    args.push(Value::Integer(clamp(limit)));
+    args.push(Value::Integer(clamp(offset)));
+    let n = args.len();
+    let sql = format!(
+        "SELECT doc, hashed_password FROM user WHERE {cond} ORDER BY id LIMIT ?{} OFFSET ?{}",
+        n - 1,
+        n
+    );
+    let mut stmt = c.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?;
+    let users = rows.map(|r| decode(r?)).collect::<Result<_, _>>()?;
+    Ok((users, total.max(0) as u64))
+}
+
+/// SQLite integers are signed: larger limits mean "everything".
+pub(crate) fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

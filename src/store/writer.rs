@@ -1,0 +1,111 @@
+//! The one writer thread: takes jobs from a channel, runs every job waiting
+//! at that moment in ONE transaction (each in its own SAVEPOINT, so a
+//! failing job rolls back alone), commits once, then answers every job.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Most jobs committed together.
+const MAX_BATCH: usize = 256;
+
+/// What a job leaves behind after running: whether to keep its changes, and
+/// how to answer its caller once the commit outcome is known.
+pub(crate) struct Done {
+    keep: bool,
+    finish: Box<dyn FnOnce(Result<(), StoreError>) + Send>,
+}
+
+/// A unit of work for the writer thread.
+pub(crate) type Job = Box<dyn FnOnce(&Connection) -> Done + Send>;
+
+/// Wraps a closure and its reply channel into a job.
+pub(crate) fn job<T, E, F, A>(f: F, after: A, reply: Sender<Result<T, E>>) -> Job
+where
+    F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    A: FnOnce(&T) + Send + 'static,
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+{
+    Box::new(move |conn| {
+        let result = f(conn);
+        Done {
+            keep: result.is_ok(),
+            finish: Box::new(move |commit| {
+                let answer = match commit {
+                    Ok(()) => {
+                        if let Ok(value) = &result {
+                            after(value);
+                        }
+                        result
+                    }
+                    Err(err) => Err(E::from(err)),
+                };
+                let _ = reply.send(answer);
+            }),
+        }
+    })
+}
+
+pub(crate) fn spawn(conn: Connection) -> Result<(Sender<Job>, JoinHandle<()>), StoreError> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let handle = std::thread::Builder::new()
+        .name("kci-writer".into())
+        .spawn(move || run(conn, rx))
+        .map_err(|e| StoreError::Internal(format!("cannot start writer thread: {e}")))?;
+    Ok((tx, handle))
+}
+
+fn run(conn: Connection, jobs: Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&conn, batch);
+    }
+    if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+        eprintln!("kci-lite: WAL checkpoint at shutdown failed: {err}");
+    }
+}
+
+fn commit_batch(conn: &Connection, batch: Vec<Job>) {
+    if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
+        eprintln!("kci-lite: cannot begin a write transaction: {err}");
+        // Dropping the jobs answers their callers with an error.
+        return;
+    }
+    let mut finished = Vec::with_capacity(batch.len());
+    for job in batch {
+        if conn.execute_batch("SAVEPOINT job").is_err() {
+            continue;
+        }
+        match catch_unwind(AssertUnwindSafe(|| job(conn))) {
+            Ok(done) => {
+                if !done.keep {
+                    let _ = conn.execute_batch("ROLLBACK TO job");
+                }
+                let _ = conn.execute_batch("RELEASE job");
+                finished.push(done);
+            }
+            Err(_) => {
+                eprintln!("kci-lite: a write job panicked; its changes were rolled back");
+                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            }
+        }
+    }
+    let outcome = conn.execute_batch("COMMIT").map_err(StoreError::from);
+    if outcome.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for done in finished {
+        (done.finish)(outcome.clone());
+    }
+}
