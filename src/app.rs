@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use rand::Rng;
 use rand::distr::Alphanumeric;
@@ -22,11 +23,11 @@ pub struct App {
     pub config: Config,
     pub store: Store,
     pub keys: Keys,
-    pub users: std::sync::Arc<UserCache>,
+    pub users: Arc<UserCache>,
     pub mailer: Mailer,
     /// A hash checked when a login names no user, so that both cases take
-    /// the same time.
-    pub dummy_hash: String,
+    /// the same time (see [`App::dummy_hash`]).
+    dummy_hash: Arc<OnceLock<String>>,
     /// Requests handled since start (Prometheus `http_requests_total`).
     pub requests: AtomicU64,
 }
@@ -49,6 +50,10 @@ impl From<StoreError> for StartError {
     }
 }
 
+fn dummy_hash(cost: u32) -> String {
+    auth::hash_password(&random_password(20), cost).unwrap_or_default()
+}
+
 /// A random password for bootstrapped and invited accounts.
 pub fn random_password(len: usize) -> String {
     rand::rng()
@@ -62,6 +67,14 @@ impl App {
     /// Opens the database (migrating it), loads or generates the secret,
     /// ensures `node:edit:any` and the first admin exist.
     pub fn open(config: Config, db: &Path) -> Result<App, StartError> {
+        let app = App::open_without_admin(config, db)?;
+        app.bootstrap_admin()?;
+        Ok(app)
+    }
+
+    /// Like [`App::open`] but never creates the first admin (for
+    /// `kci-lite admin create`, which creates the admin it is asked for).
+    pub fn open_without_admin(config: Config, db: &Path) -> Result<App, StartError> {
         for name in &config.ignored {
             eprintln!("kci-lite: {name} is an upstream setting with no meaning here; ignored");
         }
@@ -98,19 +111,22 @@ impl App {
             Ok::<_, StoreError>(())
         })?;
         let mailer = Mailer::from_config(&config).map_err(|e| StartError(e.0))?;
-        let dummy_hash = auth::hash_password("kci-lite-dummy-password", config.bcrypt_cost)
-            .map_err(|e| StartError(format!("{:?}", e.cause)))?;
         let cache = store.read(users::all)?;
         let app = App {
             store,
             keys,
-            users: std::sync::Arc::new(UserCache::load(cache)),
+            users: Arc::new(UserCache::load(cache)),
             mailer,
-            dummy_hash,
+            dummy_hash: Arc::new(OnceLock::new()),
             requests: AtomicU64::new(0),
             config,
         };
-        app.bootstrap_admin()?;
+        // The dummy hash costs as much as a login: compute it off the
+        // start-up path.
+        let (dummy, cost) = (Arc::clone(&app.dummy_hash), app.config.bcrypt_cost);
+        std::thread::spawn(move || {
+            dummy.get_or_init(|| dummy_hash(cost));
+        });
         Ok(app)
     }
 
@@ -155,7 +171,7 @@ impl App {
             groups: Vec::new(),
             hashed_password,
         };
-        let cache = std::sync::Arc::clone(&self.users);
+        let cache = Arc::clone(&self.users);
         let new = user.clone();
         self.store
             .write_then(
@@ -182,6 +198,12 @@ impl App {
                 other => StartError(other.to_string()),
             })?;
         Ok(user)
+    }
+
+    /// The hash to check a password against when no user matched.
+    pub fn dummy_hash(&self) -> &str {
+        let cost = self.config.bcrypt_cost;
+        self.dummy_hash.get_or_init(|| dummy_hash(cost))
     }
 
     /// Counts one handled request.

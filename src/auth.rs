@@ -191,7 +191,11 @@ pub fn verify_password(password: &str, hash: &str) -> PasswordCheck {
                 .verify_password(password.as_bytes(), &parsed)
                 .is_ok()
         });
-        return if ok { PasswordCheck::OkRehash } else { PasswordCheck::Wrong };
+        return if ok {
+            PasswordCheck::OkRehash
+        } else {
+            PasswordCheck::Wrong
+        };
     }
     match bcrypt::verify(password, hash) {
         Ok(true) => PasswordCheck::Ok,
@@ -253,13 +257,21 @@ pub fn user(keys: &Keys, cache: &UserCache, req: &Req) -> Result<User, ApiError>
 /// Like [`user`], and the user must be verified (403 otherwise).
 pub fn verified(keys: &Keys, cache: &UserCache, req: &Req) -> Result<User, ApiError> {
     let user = user(keys, cache, req)?;
-    if user.is_verified { Ok(user) } else { Err(ApiError::forbidden()) }
+    if user.is_verified {
+        Ok(user)
+    } else {
+        Err(ApiError::forbidden())
+    }
 }
 
 /// Like [`user`], and the user must be a superuser (403 otherwise).
 pub fn admin(keys: &Keys, cache: &UserCache, req: &Req) -> Result<User, ApiError> {
     let user = user(keys, cache, req)?;
-    if user.is_superuser { Ok(user) } else { Err(ApiError::forbidden()) }
+    if user.is_superuser {
+        Ok(user)
+    } else {
+        Err(ApiError::forbidden())
+    }
 }
 
 #[cfg(test)]
@@ -267,31 +279,49 @@ mod tests {
     use super::*;
 
     fn keys() -> Keys {
-        Keys::new(Algorithm::HS256, "secret-key-1234", Some("unified-key-1234"), 3600)
+        Keys::new(
+            Algorithm::HS256,
+            "secret-key-1234",
+            Some("unified-key-1234"),
+            3600,
+        )
     }
 
     #[test]
     fn purposes_do_not_mix() {
         let k = keys();
-        let token = k.issue(Purpose::Reset, "u1", Extra::default()).expect("sign");
+        let token = k
+            .issue(Purpose::Reset, "u1", Extra::default())
+            .expect("sign");
         assert!(k.verify(Purpose::Access, &token).is_none());
-        assert_eq!(k.verify(Purpose::Reset, &token).map(|c| c.subject).as_deref(), Some("u1"));
+        assert_eq!(
+            k.verify(Purpose::Reset, &token)
+                .map(|c| c.subject)
+                .as_deref(),
+            Some("u1")
+        );
     }
 
     #[test]
     fn unified_secret_is_accepted() {
         let other = Keys::new(Algorithm::HS256, "unified-key-1234", None, 3600);
-        let token = other.issue(Purpose::Access, "u1", Extra::default()).expect("sign");
+        let token = other
+            .issue(Purpose::Access, "u1", Extra::default())
+            .expect("sign");
         assert!(keys().verify(Purpose::Access, &token).is_some());
         let stranger = Keys::new(Algorithm::HS256, "another-key-1234", None, 3600);
-        let token = stranger.issue(Purpose::Access, "u1", Extra::default()).expect("sign");
+        let token = stranger
+            .issue(Purpose::Access, "u1", Extra::default())
+            .expect("sign");
         assert!(keys().verify(Purpose::Access, &token).is_none());
     }
 
     #[test]
     fn algorithm_must_match() {
         let k384 = Keys::new(Algorithm::HS384, "secret-key-1234", None, 3600);
-        let token = k384.issue(Purpose::Access, "u1", Extra::default()).expect("sign");
+        let token = k384
+            .issue(Purpose::Access, "u1", Extra::default())
+            .expect("sign");
         assert!(keys().verify(Purpose::Access, &token).is_none());
         assert!(k384.verify(Purpose::Access, &token).is_some());
     }

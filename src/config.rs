@@ -204,7 +204,9 @@ impl Config {
             Some(v) => {
                 let cost = parse_num::<u32>("KCI_BCRYPT_COST", &v)?;
                 if !(4..=31).contains(&cost) {
-                    return Err(ConfigError("KCI_BCRYPT_COST: must be between 4 and 31".into()));
+                    return Err(ConfigError(
+                        "KCI_BCRYPT_COST: must be between 4 and 31".into(),
+                    ));
                 }
                 cost
             }
@@ -345,22 +347,22 @@ mod tests {
             let mut v = vars(&[(name, value)]);
             v.insert("SMTP_HOST".into(), "localhost".into());
             v.entry("SMTP_PORT".into()).or_insert_with(|| "25".into());
-            let err = Config::from_vars(&v).err().expect("must fail");
+            let err = Config::from_vars(&v).expect_err("must fail");
             assert!(err.0.starts_with(name), "{err}");
         }
     }
 
     #[test]
     fn smtp_security_follows_port() {
-        let cfg = Config::from_vars(&vars(&[("SMTP_HOST", "h"), ("SMTP_PORT", "465")]))
-            .expect("valid");
+        let cfg =
+            Config::from_vars(&vars(&[("SMTP_HOST", "h"), ("SMTP_PORT", "465")])).expect("valid");
         assert_eq!(cfg.smtp.map(|s| s.security), Some(SmtpSecurity::Tls));
     }
 
     #[test]
     fn upstream_only_variables_are_noted() {
-        let cfg = Config::from_vars(&vars(&[("MONGO_SERVICE", "mongodb://db:27017")]))
-            .expect("valid");
+        let cfg =
+            Config::from_vars(&vars(&[("MONGO_SERVICE", "mongodb://db:27017")])).expect("valid");
         assert_eq!(cfg.ignored, vec!["MONGO_SERVICE".to_string()]);
     }
 

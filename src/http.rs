@@ -80,7 +80,8 @@ impl Req {
         match self.media_type() {
             None => true,
             Some(mt) => {
-                mt == "application/json" || (mt.starts_with("application/") && mt.ends_with("+json"))
+                mt == "application/json"
+                    || (mt.starts_with("application/") && mt.ends_with("+json"))
             }
         }
     }
@@ -485,7 +486,7 @@ mod tests {
         let mut req = Req::new(Method::Post, "/x");
         assert_eq!(req.json().err().map(|e| e.status), Some(422));
         req.body = b"{\"a\": 1,}".to_vec();
-        let err = req.json().err().expect("invalid");
+        let err = req.json().expect_err("invalid");
         assert_eq!(err.status, 422);
         assert_eq!(err.detail[0]["type"], "json_invalid");
         req.body = b"{\"a\": 1}".to_vec();

@@ -17,7 +17,10 @@ const SMTP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Where mail goes.
 pub enum Mailer {
     /// A relay.
-    Smtp { transport: SmtpTransport, from: Mailbox },
+    Smtp {
+        transport: Box<SmtpTransport>,
+        from: Mailbox,
+    },
     /// No relay configured: messages are logged.
     Log { from: String },
 }
@@ -38,10 +41,12 @@ impl Mailer {
     }
 
     fn smtp(smtp: &Smtp) -> Result<Mailer, MailError> {
-        let from: Mailbox = smtp
-            .sender
-            .parse()
-            .map_err(|e| MailError(format!("EMAIL_SENDER '{}' is not an address: {e}", smtp.sender)))?;
+        let from: Mailbox = smtp.sender.parse().map_err(|e| {
+            MailError(format!(
+                "EMAIL_SENDER '{}' is not an address: {e}",
+                smtp.sender
+            ))
+        })?;
         let tls = || {
             TlsParameters::new(smtp.host.clone())
                 .map_err(|e| MailError(format!("TLS setup for {}: {e}", smtp.host)))
@@ -55,10 +60,11 @@ impl Mailer {
             SmtpSecurity::Tls => builder.tls(Tls::Wrapper(tls()?)),
         };
         if !smtp.password.is_empty() {
-            builder = builder.credentials(Credentials::new(smtp.sender.clone(), smtp.password.clone()));
+            builder =
+                builder.credentials(Credentials::new(smtp.sender.clone(), smtp.password.clone()));
         }
         Ok(Mailer::Smtp {
-            transport: builder.build(),
+            transport: Box::new(builder.build()),
             from,
         })
     }
@@ -74,7 +80,10 @@ impl Mailer {
             Mailer::Log { from } => {
                 eprintln!(
                     "kci-lite: mail (no SMTP_HOST configured)\n  From: {from}\n  To: {to}\n  Subject: {subject}\n{}",
-                    body.lines().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n")
+                    body.lines()
+                        .map(|l| format!("  | {l}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 );
                 Ok(())
             }

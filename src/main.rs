@@ -114,9 +114,11 @@ fn load_config() -> Result<Config, String> {
 
 fn serve(bind: &str, db: &std::path::Path) -> Result<(), String> {
     let config = load_config()?;
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let app = Arc::new(App::open(config, db).map_err(|e| e.to_string())?);
     let running = server::start(Arc::clone(&app), bind).map_err(|e| e.to_string())?;
     eprintln!(
@@ -163,7 +165,7 @@ fn admin_create(
     if password.is_empty() {
         return Err("the password is empty".into());
     }
-    let app = App::open(config, db).map_err(|e| e.to_string())?;
+    let app = App::open_without_admin(config, db).map_err(|e| e.to_string())?;
     let result = app.create_superuser(username, email, &password);
     app.close();
     let user = result.map_err(|e| e.to_string())?;
@@ -176,7 +178,10 @@ fn migrate(command: MigrateCommand, db: &std::path::Path) -> Result<(), String> 
     match command {
         MigrateCommand::Status => {
             let current = store::migrate::current(&conn).map_err(|e| e.to_string())?;
-            println!("schema version {current} (this binary knows {})", store::migrate::latest());
+            println!(
+                "schema version {current} (this binary knows {})",
+                store::migrate::latest()
+            );
             for m in store::migrate::status(&conn).map_err(|e| e.to_string())? {
                 println!(
                     "{:04}_{:<20} {}",

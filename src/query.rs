@@ -276,7 +276,9 @@ fn compare(v: &Value, want: &QValue, op: Op) -> bool {
     let ordering = match (v, want) {
         (Value::Number(a), QValue::Int(b)) => a.as_f64().and_then(|a| a.partial_cmp(&(*b as f64))),
         (Value::String(a), QValue::Str(b)) => Some(a.as_bytes().cmp(b.as_bytes())),
-        (Value::Array(items), _) => return items.iter().any(|i| !i.is_array() && compare(i, want, op)),
+        (Value::Array(items), _) => {
+            return items.iter().any(|i| !i.is_array() && compare(i, want, op));
+        }
         _ => None,
     };
     match (ordering, op) {
@@ -291,7 +293,9 @@ fn compare(v: &Value, want: &QValue, op: Op) -> bool {
 fn regex_matches(v: &Value, re: &Regex) -> bool {
     match v {
         Value::String(s) => re.is_match(s),
-        Value::Array(items) => items.iter().any(|i| i.as_str().is_some_and(|s| re.is_match(s))),
+        Value::Array(items) => items
+            .iter()
+            .any(|i| i.as_str().is_some_and(|s| re.is_match(s))),
         _ => false,
     }
 }
@@ -343,8 +347,8 @@ mod tests {
     }
 
     fn check(pairs: &[(&str, &str)], doc: &Value) -> bool {
-        let filter = Filter::parse(&params(pairs), &["limit", "offset"], &NODE_SCHEMA)
-            .expect("valid query");
+        let filter =
+            Filter::parse(&params(pairs), &["limit", "offset"], &NODE_SCHEMA).expect("valid query");
         filter
             .conditions
             .iter()
@@ -353,7 +357,8 @@ mod tests {
 
     #[test]
     fn equality_and_arrays() {
-        let doc = json!({"name": "a", "path": ["checkout", "kbuild"], "data": {"items": [{"n": "x"}]}});
+        let doc =
+            json!({"name": "a", "path": ["checkout", "kbuild"], "data": {"items": [{"n": "x"}]}});
         assert!(check(&[("name", "a")], &doc));
         assert!(check(&[("path", "checkout")], &doc));
         assert!(check(&[("data.items.n", "x")], &doc));
@@ -381,15 +386,16 @@ mod tests {
         assert!(check(&[("s__nin", "x,y")], &doc));
         assert!(check(&[("missing__ne", "x")], &doc));
         assert!(check(&[("v__int", "7")], &doc));
-        assert!(check(&[("created__gt", "2024-01-01"), ("created__lt", "2024-01-03")], &doc));
+        assert!(check(
+            &[("created__gt", "2024-01-01"), ("created__lt", "2024-01-03")],
+            &doc
+        ));
         assert!(!check(&[("s__gt", "5")], &json!({"s": "9"})));
     }
 
     #[test]
     fn bad_queries() {
-        let bad = |pairs: &[(&str, &str)]| {
-            Filter::parse(&params(pairs), &[], &NODE_SCHEMA).err()
-        };
+        let bad = |pairs: &[(&str, &str)]| Filter::parse(&params(pairs), &[], &NODE_SCHEMA).err();
         assert_eq!(
             bad(&[("name__like", "x")]),
             Some(QueryError("Unsupported query operator: like".into()))
@@ -398,6 +404,8 @@ mod tests {
         assert!(bad(&[("created", "yesterday")]).is_some());
         assert!(bad(&[("parent", "nope")]).is_some());
         assert!(bad(&[("data..x", "1")]).is_some());
-        assert!(Filter::parse(&params(&[("hashed_password__re", "x")]), &[], &USER_SCHEMA).is_err());
+        assert!(
+            Filter::parse(&params(&[("hashed_password__re", "x")]), &[], &USER_SCHEMA).is_err()
+        );
     }
 }

@@ -55,7 +55,8 @@ pub fn start(app: Arc<App>, bind: &str) -> Result<Running, StartError> {
     let stopping = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for i in 0..app.config.http_threads {
-        let (app, server, stopping) = (Arc::clone(&app), Arc::clone(&server), Arc::clone(&stopping));
+        let (app, server, stopping) =
+            (Arc::clone(&app), Arc::clone(&server), Arc::clone(&stopping));
         let worker = std::thread::Builder::new()
             .name(format!("kci-http-{i}"))
             .spawn(move || work(&app, &server, &stopping))
@@ -86,6 +87,7 @@ pub struct Responder {
     started: Instant,
     method: String,
     path: String,
+    /// The body was not (fully) read: answer off the worker thread.
     close: bool,
 }
 
@@ -102,12 +104,22 @@ impl Responder {
                 out.add_header(h);
             }
         }
-        if self.close
-            && let Ok(h) = tiny_http::Header::from_bytes("Connection", "close")
-        {
-            out.add_header(h);
+        if self.close {
+            // tiny_http drains the unread part of a body when the request is
+            // dropped, which can take as long as the client likes: do that
+            // on a thread of its own so that no worker waits for it.
+            let raw = self.raw;
+            let spawned = std::thread::Builder::new()
+                .name("kci-drain".into())
+                .spawn(move || {
+                    let _ = raw.respond(out);
+                });
+            if let Err(err) = spawned {
+                eprintln!("kci-lite: cannot start a drain thread: {err}");
+            }
+        } else {
+            let _ = self.raw.respond(out);
         }
-        let _ = self.raw.respond(out);
         eprintln!(
             "kci-lite: {} {} {} {:.1}ms",
             self.method,
@@ -197,7 +209,12 @@ fn handle(app: &Arc<App>, mut raw: tiny_http::Request) {
         headers: raw
             .headers()
             .iter()
-            .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
+            .map(|h| {
+                (
+                    h.field.as_str().as_str().to_ascii_lowercase(),
+                    h.value.as_str().to_string(),
+                )
+            })
             .collect(),
         body,
         remote: raw.remote_addr().copied(),

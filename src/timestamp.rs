@@ -25,7 +25,11 @@ pub fn parse(text: &str) -> Option<Timestamp> {
     if let Ok(aware) = DateTime::parse_from_rfc3339(text) {
         return Some(aware.naive_utc().trunc_subsecs(3));
     }
-    for pattern in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+    for pattern in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(text, pattern) {
             return Some(naive.trunc_subsecs(3));
         }

@@ -21,7 +21,9 @@ pub fn create(app: &App, req: &Req) -> ApiResult {
     let body = body.require()?;
     let name = parse_group_name(&body)?;
     if body.get("id").is_some() {
-        return Err(ApiError::bad_request("A new user group must not have an id"));
+        return Err(ApiError::bad_request(
+            "A new user group must not have an id",
+        ));
     }
     let group = app.store.write(move |c| {
         if groups::get_by_name(c, &name)?.is_some() {
@@ -42,7 +44,9 @@ pub fn create(app: &App, req: &Req) -> ApiResult {
 fn list(app: &App, req: &Req) -> ApiResult {
     let (limit, offset) = pagination(req)?;
     let filter = Filter::parse(&req.query, &["limit", "offset"], &GROUP_SCHEMA)?;
-    let (found, total) = app.store.read(|c| groups::list(c, &filter, limit, offset))?;
+    let (found, total) = app
+        .store
+        .read(|c| groups::list(c, &filter, limit, offset))?;
     let items = found.iter().map(Group::to_json).collect();
     Ok(Resp::json(&page(items, total, limit, offset)))
 }
@@ -97,4 +101,3 @@ pub fn delete(app: &App, req: &Req, id: &str) -> ApiResult {
     })?;
     Ok(Resp::no_content())
 }
-

@@ -16,15 +16,18 @@ use crate::timestamp;
 pub fn create(app: &App, req: &Req) -> ApiResult {
     let body = req.body()?;
     let user = auth::user(&app.keys, &app.users, req)?;
-    let node = Node::create(&body.require()?, &user.username, timestamp::now()).map_err(|e| match e {
-        NodeError::Invalid(items) => ApiError::validation(items),
-        NodeError::Rejected(detail) => ApiError::bad_request(&detail),
-    })?;
+    let node =
+        Node::create(&body.require()?, &user.username, timestamp::now()).map_err(|e| match e {
+            NodeError::Invalid(items) => ApiError::validation(items),
+            NodeError::Rejected(detail) => ApiError::bad_request(&detail),
+        })?;
     let node = app.store.write(move |c| {
         if let Some(parent) = &node.parent
             && !nodes::exists(c, parent)?
         {
-            return Err(ApiError::not_found(&format!("Parent not found with id: {parent}")));
+            return Err(ApiError::not_found(&format!(
+                "Parent not found with id: {parent}"
+            )));
         }
         for name in &node.user_groups {
             if groups::get_by_name(c, name)?.is_none() {

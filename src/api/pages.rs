@@ -14,13 +14,25 @@ const ACCEPT_INVITE_HTML: &str = include_str!("../../static/accept-invite.html")
 
 /// Every embedded asset: (folder, file name, content type, bytes).
 const ASSETS: &[(&str, &str, &str, &[u8])] = &[
-    ("css", "kci-lite.css", "text/css; charset=utf-8", include_bytes!("../../static/css/kci-lite.css")),
-    ("js", "kci-lite.js", "text/javascript; charset=utf-8", include_bytes!("../../static/js/kci-lite.js")),
+    (
+        "css",
+        "kci-lite.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../static/css/kci-lite.css"),
+    ),
+    (
+        "js",
+        "kci-lite.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../static/js/kci-lite.js"),
+    ),
 ];
 
 /// `GET /`: HTML for browsers, `{"message": "KernelCI API"}` for clients.
 pub fn root(_app: &App, req: &Req) -> ApiResult {
-    let wants_html = req.header("accept").is_some_and(|a| a.contains("text/html"));
+    let wants_html = req
+        .header("accept")
+        .is_some_and(|a| a.contains("text/html"));
     if wants_html {
         Ok(Resp::html(INDEX_HTML))
     } else {

@@ -57,12 +57,16 @@ fn form_fields(req: &Req, names: &[&str]) -> Result<Vec<String>, ApiError> {
 
 /// Checks a username and password; the same work is done whether or not
 /// the user exists. Inactive users fail like wrong passwords.
-fn check_credentials(app: &App, username: &str, password: &str) -> Result<(User, PasswordCheck), ApiError> {
+fn check_credentials(
+    app: &App,
+    username: &str,
+    password: &str,
+) -> Result<(User, PasswordCheck), ApiError> {
     let bad = || ApiError::bad_request("LOGIN_BAD_CREDENTIALS");
     let username = username.to_string();
     let found = app.store.read(|c| users::get_by_username(c, &username))?;
     let Some(user) = found else {
-        let _ = auth::verify_password(password, &app.dummy_hash);
+        let _ = auth::verify_password(password, app.dummy_hash());
         return Err(bad());
     };
     let check = auth::verify_password(password, &user.hashed_password);
@@ -84,7 +88,8 @@ fn set_password_hash(
     let id = user_id.to_string();
     app.store.write_then(
         move |c| {
-            let mut user = users::get(c, &id)?.ok_or_else(|| ApiError::not_found("User not found"))?;
+            let mut user =
+                users::get(c, &id)?.ok_or_else(|| ApiError::not_found("User not found"))?;
             if expect_hash.is_some_and(|h| h != user.hashed_password) {
                 return Err(ApiError::bad_request("RESET_PASSWORD_BAD_TOKEN"));
             }
@@ -108,10 +113,20 @@ pub fn login(app: &App, req: &Req) -> ApiResult {
     }
     if check == PasswordCheck::OkRehash {
         let hashed = auth::hash_password(&fields[1], app.config.bcrypt_cost)?;
-        set_password_hash(app, &user.id, hashed, Some(user.hashed_password.clone()), false)?;
+        set_password_hash(
+            app,
+            &user.id,
+            hashed,
+            Some(user.hashed_password.clone()),
+            false,
+        )?;
     }
-    let token = app.keys.issue(Purpose::Access, &user.id, Extra::default())?;
-    Ok(Resp::json(&json!({"access_token": token, "token_type": "bearer"})))
+    let token = app
+        .keys
+        .issue(Purpose::Access, &user.id, Extra::default())?;
+    Ok(Resp::json(
+        &json!({"access_token": token, "token_type": "bearer"}),
+    ))
 }
 
 /// `POST /user/logout`: tokens are stateless; 204.
@@ -172,7 +187,9 @@ fn is_global(ip: IpAddr) -> bool {
                 || v6.is_unspecified()
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80)
-                && v6.to_ipv4_mapped().is_none_or(|v4| is_global(IpAddr::V4(v4)))
+                && v6
+                    .to_ipv4_mapped()
+                    .is_none_or(|v4| is_global(IpAddr::V4(v4)))
         }
     }
 }
@@ -226,10 +243,12 @@ pub fn invite(app: &App, req: &Req) -> ApiResult {
     auth::admin(&app.keys, &app.users, req)?;
     let input = Invite::parse(&body.require()?)?;
     let (name, email) = (input.username.clone(), input.email.clone());
-    let existing = app.store.read(|c| match users::get_by_username(c, &name)? {
-        Some(u) => Ok::<_, ApiError>(Some(u)),
-        None => Ok(users::get_by_email(c, &email)?),
-    })?;
+    let existing = app
+        .store
+        .read(|c| match users::get_by_username(c, &name)? {
+            Some(u) => Ok::<_, ApiError>(Some(u)),
+            None => Ok(users::get_by_email(c, &email)?),
+        })?;
     let user = match existing {
         Some(user) => {
             if !input.resend_if_exists {
@@ -239,7 +258,9 @@ pub fn invite(app: &App, req: &Req) -> ApiResult {
                 return Err(ApiError::bad_request("User already verified"));
             }
             if user.username != input.username {
-                return Err(ApiError::bad_request("Existing user has a different username"));
+                return Err(ApiError::bad_request(
+                    "Existing user has a different username",
+                ));
             }
             if user.email_key() != email_key(&input.email) {
                 return Err(ApiError::bad_request("Existing user has a different email"));
@@ -247,7 +268,8 @@ pub fn invite(app: &App, req: &Req) -> ApiResult {
             user
         }
         None => {
-            let hashed_password = auth::hash_password(&random_password(32), app.config.bcrypt_cost)?;
+            let hashed_password =
+                auth::hash_password(&random_password(32), app.config.bcrypt_cost)?;
             let (groups_wanted, is_superuser) = (input.groups.clone(), input.is_superuser);
             app.store.write_then(
                 move |c| {
@@ -293,9 +315,15 @@ pub fn invite(app: &App, req: &Req) -> ApiResult {
              The invite is valid for 7 days.\n",
             user.username
         );
-        match app.mailer.send(&user.email, "You are invited to the KernelCI API", &text) {
+        match app
+            .mailer
+            .send(&user.email, "You are invited to the KernelCI API", &text)
+        {
             Ok(()) => email_sent = app.mailer.is_real(),
-            Err(err) => eprintln!("kci-lite: invite mail to user {} failed: {}", user.id, err.0),
+            Err(err) => eprintln!(
+                "kci-lite: invite mail to user {} failed: {}",
+                user.id, err.0
+            ),
         }
     }
     let (invite_url, token) = if input.return_token {
@@ -328,7 +356,11 @@ fn token_body(req: &Req, with_password: bool) -> Result<(String, String), ApiErr
     let body = req.json()?;
     let mut f = Fields::new(&body);
     let token = f.required_str("token");
-    let password = if with_password { f.required_str("password") } else { None };
+    let password = if with_password {
+        f.required_str("password")
+    } else {
+        None
+    };
     f.finish()?;
     Ok((token.unwrap_or_default(), password.unwrap_or_default()))
 }
@@ -444,7 +476,10 @@ pub fn verify(app: &App, req: &Req) -> ApiResult {
         app,
         &user,
         "KernelCI API account verified",
-        &format!("Hello {},\n\nYour e-mail address has been verified.\n", user.username),
+        &format!(
+            "Hello {},\n\nYour e-mail address has been verified.\n",
+            user.username
+        ),
     );
     Ok(Resp::json(&user.to_json()))
 }
@@ -490,7 +525,10 @@ pub fn reset_password(app: &App, req: &Req) -> ApiResult {
         app,
         &user,
         "KernelCI API password changed",
-        &format!("Hello {},\n\nYour password has been reset.\n", user.username),
+        &format!(
+            "Hello {},\n\nYour password has been reset.\n",
+            user.username
+        ),
     );
     Ok(Resp::json(&Value::Null))
 }
@@ -539,7 +577,9 @@ fn apply_patch(app: &App, id: String, patch: UserPatch, admin: bool) -> Result<U
                 && name != user.username
             {
                 if users::get_by_username(c, &name)?.is_some() {
-                    return Err(ApiError::bad_request(&format!("Username already exists: {name}")));
+                    return Err(ApiError::bad_request(&format!(
+                        "Username already exists: {name}"
+                    )));
                 }
                 user.username = name;
             }

@@ -10,7 +10,15 @@ use crate::ids;
 use crate::timestamp::{self, Timestamp};
 
 /// Kinds the API accepts.
-pub const KINDS: &[&str] = &["checkout", "kbuild", "test", "job", "process", "regression", "node"];
+pub const KINDS: &[&str] = &[
+    "checkout",
+    "kbuild",
+    "test",
+    "job",
+    "process",
+    "regression",
+    "node",
+];
 /// Node states.
 pub const STATES: &[&str] = &["running", "available", "closing", "done"];
 /// Node results.
@@ -95,7 +103,11 @@ impl Node {
     /// Rebuilds a node from its stored document.
     pub fn from_json(doc: &Value) -> Option<Node> {
         let s = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
-        let ts = |k: &str| doc.get(k).and_then(Value::as_str).and_then(timestamp::parse);
+        let ts = |k: &str| {
+            doc.get(k)
+                .and_then(Value::as_str)
+                .and_then(timestamp::parse)
+        };
         Some(Node {
             id: s("id")?,
             kind: s("kind")?,
@@ -146,7 +158,9 @@ impl Node {
         let submitter = f.optional_str("submitter");
         let treeid = f.optional_str("treeid");
         let user_groups = f.optional_unique_strings("user_groups").unwrap_or_default();
-        let processed = f.optional_bool("processed_by_kcidb_bridge").unwrap_or(false);
+        let processed = f
+            .optional_bool("processed_by_kcidb_bridge")
+            .unwrap_or(false);
         let retry_counter = strict_int(&mut f, "retry_counter").unwrap_or(0);
         f.finish()?;
         if body.get("id").is_some_and(|v| !v.is_null()) {
@@ -155,7 +169,9 @@ impl Node {
             ));
         }
         if !KINDS.contains(&kind.as_str()) {
-            return Err(NodeError::Rejected(format!("Unsupported node kind: {kind}")));
+            return Err(NodeError::Rejected(format!(
+                "Unsupported node kind: {kind}"
+            )));
         }
         let created = created.unwrap_or(now);
         Ok(Node {
@@ -193,10 +209,16 @@ fn required_string_list(f: &mut Fields, key: &str) -> Option<Vec<String>> {
             None
         }
         Some(Value::Array(items)) => {
-            let strings: Option<Vec<String>> =
-                items.iter().map(|v| v.as_str().map(str::to_string)).collect();
+            let strings: Option<Vec<String>> = items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect();
             if strings.is_none() {
-                f.fail(key, "Input should be a valid list of strings", "string_type");
+                f.fail(
+                    key,
+                    "Input should be a valid list of strings",
+                    "string_type",
+                );
             }
             strings
         }
@@ -211,7 +233,9 @@ fn required_string_list(f: &mut Fields, key: &str) -> Option<Vec<String>> {
 fn string_list_or_null(f: &mut Fields, key: &str) -> Option<Value> {
     match f.raw(key)? {
         Value::Null => Some(Value::Null),
-        Value::Array(items) if items.iter().all(Value::is_string) => Some(Value::Array(items.clone())),
+        Value::Array(items) if items.iter().all(Value::is_string) => {
+            Some(Value::Array(items.clone()))
+        }
         Value::Array(_) => {
             f.fail(key, "Input should be a valid string", "string_type");
             None
@@ -264,7 +288,11 @@ fn artifacts_field(f: &mut Fields) -> Option<Value> {
         if raw.is_null() {
             return Some(Value::Null);
         }
-        f.fail("artifacts", "Input should be a valid dictionary", "dict_type");
+        f.fail(
+            "artifacts",
+            "Input should be a valid dictionary",
+            "dict_type",
+        );
         return None;
     };
     let mut out = Map::new();
@@ -276,7 +304,11 @@ fn artifacts_field(f: &mut Fields) -> Option<Value> {
             }
             Some(Err(kind)) => {
                 ok = false;
-                f.fail("artifacts", &format!("Invalid URL for artifact '{name}'"), kind);
+                f.fail(
+                    "artifacts",
+                    &format!("Invalid URL for artifact '{name}'"),
+                    kind,
+                );
             }
             None => {
                 ok = false;
@@ -307,7 +339,11 @@ pub fn normalize_http_url(text: &str) -> Result<String, &'static str> {
     } else {
         format!("/{tail}")
     };
-    Ok(format!("{scheme}://{}{tail}", authority.to_ascii_lowercase()))
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => format!("{userinfo}@{}", host.to_ascii_lowercase()),
+        None => authority.to_ascii_lowercase(),
+    };
+    Ok(format!("{scheme}://{authority}{tail}"))
 }
 
 fn timestamp_field(f: &mut Fields, key: &str) -> Option<Timestamp> {
@@ -316,7 +352,11 @@ fn timestamp_field(f: &mut Fields, key: &str) -> Option<Timestamp> {
         Value::String(text) => {
             let ts = timestamp::parse(text);
             if ts.is_none() {
-                f.fail(key, "Input should be a valid datetime", "datetime_from_date_parsing");
+                f.fail(
+                    key,
+                    "Input should be a valid datetime",
+                    "datetime_from_date_parsing",
+                );
             }
             ts
         }
@@ -347,11 +387,12 @@ mod tests {
 
     #[test]
     fn defaults_and_key_order() {
-        let node = Node::create(&json!({"name": "n", "path": ["n"]}), "bob", now())
-            .ok()
-            .expect("valid");
+        let node = Node::create(&json!({"name": "n", "path": ["n"]}), "bob", now()).expect("valid");
         let doc = node.to_json();
-        let keys: Vec<_> = doc.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        let keys: Vec<_> = doc
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
         assert_eq!(keys.len(), 23);
         assert_eq!(keys[0], "id");
         assert_eq!(doc["kind"], "node");
@@ -364,9 +405,12 @@ mod tests {
 
     #[test]
     fn owner_comes_from_the_token() {
-        let node = Node::create(&json!({"name": "n", "path": [], "owner": "eve"}), "bob", now())
-            .ok()
-            .expect("valid");
+        let node = Node::create(
+            &json!({"name": "n", "path": [], "owner": "eve"}),
+            "bob",
+            now(),
+        )
+        .expect("valid");
         assert_eq!(node.owner.as_deref(), Some("bob"));
     }
 
@@ -376,7 +420,11 @@ mod tests {
             Err(NodeError::Invalid(items)) => assert_eq!(items.len(), 2),
             other => panic!("{other:?}"),
         }
-        match Node::create(&json!({"kind": "bogus", "name": "n", "path": []}), "b", now()) {
+        match Node::create(
+            &json!({"kind": "bogus", "name": "n", "path": []}),
+            "b",
+            now(),
+        ) {
             Err(NodeError::Rejected(d)) => assert_eq!(d, "Unsupported node kind: bogus"),
             other => panic!("{other:?}"),
         }
@@ -385,7 +433,14 @@ mod tests {
     #[test]
     fn urls() {
         assert_eq!(normalize_http_url("http://h").as_deref(), Ok("http://h/"));
-        assert_eq!(normalize_http_url("HTTPS://Host/a?b=c").as_deref(), Ok("https://host/a?b=c"));
+        assert_eq!(
+            normalize_http_url("HTTPS://Host/a?b=c").as_deref(),
+            Ok("https://host/a?b=c")
+        );
+        assert_eq!(
+            normalize_http_url("https://User:Pw@Host.org").as_deref(),
+            Ok("https://User:Pw@host.org/")
+        );
         assert_eq!(normalize_http_url("ftp://h/x"), Err("url_scheme"));
         assert_eq!(normalize_http_url("nope"), Err("url_parsing"));
         assert_eq!(normalize_http_url("http:///x"), Err("url_parsing"));

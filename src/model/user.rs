@@ -138,7 +138,11 @@ impl NewUser {
         if let Some(name) = &username
             && name.is_empty()
         {
-            f.fail("username", "String should have at least 1 character", "string_too_short");
+            f.fail(
+                "username",
+                "String should have at least 1 character",
+                "string_too_short",
+            );
         }
         f.finish()?;
         Ok(NewUser {
@@ -178,7 +182,11 @@ impl UserPatch {
             groups: f.optional_unique_strings("groups"),
         };
         if patch.username.as_deref() == Some("") {
-            f.fail("username", "String should have at least 1 character", "string_too_short");
+            f.fail(
+                "username",
+                "String should have at least 1 character",
+                "string_too_short",
+            );
         }
         f.finish()?;
         Ok(patch)
@@ -207,7 +215,11 @@ impl Invite {
         let return_token = f.optional_bool("return_token");
         let resend_if_exists = f.optional_bool("resend_if_exists");
         if username.as_deref() == Some("") {
-            f.fail("username", "String should have at least 1 character", "string_too_short");
+            f.fail(
+                "username",
+                "String should have at least 1 character",
+                "string_too_short",
+            );
         }
         f.finish()?;
         Ok(Invite {
@@ -228,7 +240,11 @@ pub fn parse_group_name(body: &Value) -> Result<String, Vec<ValidationItem>> {
     let mut f = Fields::new(body);
     let name = f.required_str("name");
     if name.as_deref() == Some("") {
-        f.fail("name", "String should have at least 1 character", "string_too_short");
+        f.fail(
+            "name",
+            "String should have at least 1 character",
+            "string_too_short",
+        );
     }
     f.finish()?;
     Ok(name.unwrap_or_default())
@@ -244,7 +260,14 @@ mod tests {
             normalize_email("Bob@Example.COM").as_deref(),
             Some("Bob@example.com")
         );
-        for bad in ["nope", "a@b", "@example.com", "a b@example.com", "a@-x.com", "a@x..com"] {
+        for bad in [
+            "nope",
+            "a@b",
+            "@example.com",
+            "a b@example.com",
+            "a@-x.com",
+            "a@x..com",
+        ] {
             assert!(normalize_email(bad).is_none(), "{bad}");
         }
     }
@@ -265,23 +288,38 @@ mod tests {
             hashed_password: "$2b$04$x".into(),
         };
         let doc = user.to_json();
-        let keys: Vec<_> = doc.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        let keys: Vec<_> = doc
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
         assert_eq!(
             keys,
-            ["id", "email", "is_active", "is_superuser", "is_verified", "username", "groups"]
+            [
+                "id",
+                "email",
+                "is_active",
+                "is_superuser",
+                "is_verified",
+                "username",
+                "groups"
+            ]
         );
         assert!(!doc.to_string().contains("$2b$"));
-        assert_eq!(User::from_doc(&doc, user.hashed_password.clone()), Some(user));
+        assert_eq!(
+            User::from_doc(&doc, user.hashed_password.clone()),
+            Some(user)
+        );
     }
 
     #[test]
     fn register_validation() {
-        let err = NewUser::parse(&json!({"username": "u", "email": "bad"})).err().expect("bad");
+        let err = NewUser::parse(&json!({"username": "u", "email": "bad"}))
+            .err()
+            .expect("bad");
         let locs: Vec<_> = err.iter().map(|e| e.loc[1].clone()).collect();
         assert_eq!(locs, [json!("email"), json!("password")]);
         let ok = NewUser::parse(&json!({"username": "u", "email": "u@example.com",
             "password": "p", "is_superuser": 1, "groups": ["g"]}))
-        .ok()
         .expect("valid");
         assert!(ok.is_superuser);
         assert_eq!(ok.groups, ["g"]);

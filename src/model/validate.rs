@@ -131,9 +131,9 @@ impl<'a> Fields<'a> {
         let parsed = match v {
             Value::Null => return None,
             Value::Bool(b) => Some(*b),
-            Value::Number(n) => match n.as_f64() {
-                Some(x) if x == 1.0 => Some(true),
-                Some(x) if x == 0.0 => Some(false),
+            Value::Number(n) => match n.as_i64() {
+                Some(1) => Some(true),
+                Some(0) => Some(false),
                 _ => None,
             },
             Value::String(s) => parse_bool_word(s),
@@ -215,9 +215,12 @@ mod tests {
         assert!(f.required_str("missing").is_none());
         assert!(f.optional_bool("flag").is_none());
         assert!(f.optional_unique_strings("list").is_none());
-        let errors = f.finish().err().expect("problems");
+        let errors = f.finish().expect_err("problems");
         let kinds: Vec<_> = errors.iter().map(|e| e.kind.as_str()).collect();
-        assert_eq!(kinds, ["string_type", "missing", "bool_parsing", "value_error"]);
+        assert_eq!(
+            kinds,
+            ["string_type", "missing", "bool_parsing", "value_error"]
+        );
     }
 
     #[test]

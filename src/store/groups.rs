@@ -17,14 +17,20 @@ fn group(row: &rusqlite::Row) -> rusqlite::Result<Group> {
 
 /// The group with this id.
 pub fn get(c: &Connection, id: &str) -> Result<Option<Group>, StoreError> {
-    Ok(c.query_row("SELECT id, name FROM user_group WHERE id = ?1", [id], group)
-        .optional()?)
+    Ok(
+        c.query_row("SELECT id, name FROM user_group WHERE id = ?1", [id], group)
+            .optional()?,
+    )
 }
 
 /// The group with this name.
 pub fn get_by_name(c: &Connection, name: &str) -> Result<Option<Group>, StoreError> {
-    Ok(c.query_row("SELECT id, name FROM user_group WHERE name = ?1", [name], group)
-        .optional()?)
+    Ok(c.query_row(
+        "SELECT id, name FROM user_group WHERE name = ?1",
+        [name],
+        group,
+    )
+    .optional()?)
 }
 
 /// Stores a new group.

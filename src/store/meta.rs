@@ -6,8 +6,10 @@ use super::StoreError;
 
 /// The value stored under `key`, if any.
 pub fn get(c: &Connection, key: &str) -> Result<Option<String>, StoreError> {
-    Ok(c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-        .optional()?)
+    Ok(
+        c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?,
+    )
 }
 
 /// Stores `value` under `key`, replacing an earlier value.

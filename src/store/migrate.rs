@@ -48,7 +48,8 @@ fn ensure_table(c: &Connection) -> Result<(), StoreError> {
 
 fn applied(c: &Connection) -> Result<Vec<(u32, String)>, StoreError> {
     ensure_table(c)?;
-    let mut stmt = c.prepare("SELECT version, applied_at FROM schema_migrations ORDER BY version")?;
+    let mut stmt =
+        c.prepare("SELECT version, applied_at FROM schema_migrations ORDER BY version")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -75,7 +76,10 @@ pub fn status(c: &Connection) -> Result<Vec<Status>, StoreError> {
         .map(|m| Status {
             version: m.version,
             name: m.name,
-            applied_at: done.iter().find(|(v, _)| *v == m.version).map(|(_, at)| at.clone()),
+            applied_at: done
+                .iter()
+                .find(|(v, _)| *v == m.version)
+                .map(|(_, at)| at.clone()),
         })
         .collect())
 }
@@ -85,7 +89,10 @@ pub fn up(c: &Connection, to: Option<u32>) -> Result<Vec<u32>, StoreError> {
     let from = current(c)?;
     let to = to.unwrap_or_else(latest);
     let mut done = Vec::new();
-    for m in MIGRATIONS.iter().filter(|m| m.version > from && m.version <= to) {
+    for m in MIGRATIONS
+        .iter()
+        .filter(|m| m.version > from && m.version <= to)
+    {
         c.execute_batch("BEGIN IMMEDIATE")?;
         let result = c.execute_batch(m.up).and_then(|()| {
             c.execute(
@@ -113,10 +120,17 @@ pub fn up(c: &Connection, to: Option<u32>) -> Result<Vec<u32>, StoreError> {
 pub fn down(c: &Connection, to: u32) -> Result<Vec<u32>, StoreError> {
     let from = current(c)?;
     let mut done = Vec::new();
-    for m in MIGRATIONS.iter().rev().filter(|m| m.version <= from && m.version > to) {
+    for m in MIGRATIONS
+        .iter()
+        .rev()
+        .filter(|m| m.version <= from && m.version > to)
+    {
         c.execute_batch("BEGIN IMMEDIATE")?;
         let result = c.execute_batch(m.down).and_then(|()| {
-            c.execute("DELETE FROM schema_migrations WHERE version = ?1", [m.version])
+            c.execute(
+                "DELETE FROM schema_migrations WHERE version = ?1",
+                [m.version],
+            )
         });
         match result {
             Ok(_) => c.execute_batch("COMMIT")?,

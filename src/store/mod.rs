@@ -116,7 +116,11 @@ fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
         let re: Arc<Regex> = ctx.get_or_create_aux(0, |vr| {
             Regex::new(vr.as_str()?).map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))
         })?;
-        Ok(ctx.get_raw(1).as_str().map(|s| re.is_match(s)).unwrap_or(false))
+        Ok(ctx
+            .get_raw(1)
+            .as_str()
+            .map(|s| re.is_match(s))
+            .unwrap_or(false))
     })
 }
 
@@ -127,7 +131,9 @@ pub fn open_connection(path: &Path, synchronous_full: bool) -> Result<Connection
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Internal(format!("cannot use WAL mode (got {mode})")));
+        return Err(StoreError::Internal(format!(
+            "cannot use WAL mode (got {mode})"
+        )));
     }
     prepare(&conn, synchronous_full)?;
     Ok(conn)
@@ -261,9 +267,7 @@ mod tests {
     #[test]
     fn writes_are_visible_to_readers_and_errors_roll_back() {
         let (_dir, store) = testing::temp_store();
-        store
-            .write(|c| meta::set(c, "a", "1"))
-            .expect("write");
+        store.write(|c| meta::set(c, "a", "1")).expect("write");
         let failed: Result<(), StoreError> = store.write(|c| {
             meta::set(c, "b", "2")?;
             Err(StoreError::Conflict("no".into()))
@@ -312,7 +316,9 @@ mod tests {
             panic!("job bug");
         });
         assert!(result.is_err());
-        store.write(|c| meta::set(c, "y", "1")).expect("writer still alive");
+        store
+            .write(|c| meta::set(c, "y", "1"))
+            .expect("writer still alive");
         assert_eq!(store.read(|c| meta::get(c, "x")).expect("read"), None);
     }
 }

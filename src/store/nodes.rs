@@ -24,7 +24,11 @@ pub fn get(c: &Connection, id: &str) -> Result<Option<Node>, StoreError> {
 
 /// Whether a node with this id exists.
 pub fn exists(c: &Connection, id: &str) -> Result<bool, StoreError> {
-    Ok(c.query_row("SELECT EXISTS (SELECT 1 FROM node WHERE id = ?1)", [id], |r| r.get(0))?)
+    Ok(c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM node WHERE id = ?1)",
+        [id],
+        |r| r.get(0),
+    )?)
 }
 
 /// Stores a new node.

@@ -31,13 +31,21 @@ pub fn get(c: &Connection, id: &str) -> Result<Option<User>, StoreError> {
 
 /// The user with this (case-sensitive) username.
 pub fn get_by_username(c: &Connection, username: &str) -> Result<Option<User>, StoreError> {
-    one(c, "SELECT doc, hashed_password FROM user WHERE username = ?1", username)
+    one(
+        c,
+        "SELECT doc, hashed_password FROM user WHERE username = ?1",
+        username,
+    )
 }
 
 /// The user with this e-mail address (case-insensitive).
 pub fn get_by_email(c: &Connection, email: &str) -> Result<Option<User>, StoreError> {
     let key = crate::model::user::email_key(email);
-    one(c, "SELECT doc, hashed_password FROM user WHERE email_key = ?1", &key)
+    one(
+        c,
+        "SELECT doc, hashed_password FROM user WHERE email_key = ?1",
+        &key,
+    )
 }
 
 /// Every user (to fill the authentication cache at start-up).
