@@ -15,8 +15,7 @@ use crate::mail::Mailer;
 use crate::model::user::{Group, User};
 use crate::store::{Store, StoreError, groups, meta, users};
 
-/// Group whose members may edit every node; created at start-up.
-pub const NODE_EDIT_ANY: &str = "node:edit:any";
+pub use crate::model::user::NODE_EDIT_ANY;
 
 /// Everything a request handler needs.
 pub struct App {

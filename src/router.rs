@@ -13,7 +13,7 @@ fn now<'a>(f: impl FnOnce(&App, &Req) -> crate::http::ApiResult + 'a) -> Option<
 }
 
 fn lookup<'a>(method: Method, segments: &'a [&'a str]) -> Option<Handler<'a>> {
-    use Method::{Delete, Get, Patch, Post};
+    use Method::{Delete, Get, Patch, Post, Put};
     match (method, segments) {
         (Get, []) => now(pages::root),
         (Get, ["metrics"]) => now(pages::metrics),
@@ -53,7 +53,12 @@ fn lookup<'a>(method: Method, segments: &'a [&'a str]) -> Option<Handler<'a>> {
 
         (Post, ["node"]) => now(nodes::create),
         (Get, ["node", id]) => now(move |a, r| nodes::get(a, r, id)),
+        (Put, ["node", id]) => now(move |a, r| nodes::put(a, r, id)),
+        (Patch, ["node", id]) => now(move |a, r| nodes::patch(a, r, id)),
+        (Put, ["nodes", id]) => now(move |a, r| nodes::put_hierarchy(a, r, id)),
+        (Put, ["batch", "nodeset"]) => now(nodes::batch_nodeset),
         (Get, ["nodes"]) => now(nodes::list),
+        (Get, ["nodes", "fast"]) => now(nodes::fast),
         (Get, ["count"]) => now(nodes::count),
         _ => None,
     }

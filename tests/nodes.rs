@@ -530,13 +530,13 @@ fn tree(srv: &TestServer, user: &TestUser) -> (Value, Value, Value) {
     let root = srv.make_node(
         user.auth(),
         &json!({"name": "checkout", "kind": "checkout", "path": ["checkout"], "group": "g-root",
-                "treeid": "t1", "data": {"kernel_revision": {"tree": "mainline", "branch": "master"}}}),
+                "treeid": "t1", "data": {"kernel_revision": {"tree": "mainline", "branch": "master", "url": "https://git.kernel.org/x.git", "commit": "abc"}}}),
     );
     let build = srv.make_node(
         user.auth(),
         &json!({"name": "kbuild-gcc", "kind": "kbuild", "path": ["checkout", "kbuild-gcc"],
                 "parent": id(&root), "state": "done", "result": "pass", "retry_counter": 3,
-                "data": {"arch": "x86_64", "kernel_revision": {"tree": "next"}, "v": 9},
+                "data": {"arch": "x86_64", "kernel_revision": {"tree": "next", "branch": "b", "url": "https://git.kernel.org/x.git", "commit": "def"}, "v": 9},
                 "user_groups": [group["name"]]}),
     );
     let test = srv.make_node(

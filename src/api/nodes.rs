@@ -1,26 +1,93 @@
-//! `/node`, `/nodes`, `/count`: the first slice of the node surface
-//! (create, get, list with equality filters, count).
+//! `/node`, `/nodes`, `/nodes/fast`, `/count`, `/batch/nodeset`: nodes,
+//! their updates and hierarchies. Every change writes its node event in the
+//! same transaction.
 
-use serde_json::Value;
+use rusqlite::Connection;
+use serde_json::{Value, json};
 
 use super::{page, pagination, path_id};
 use crate::app::App;
 use crate::auth;
 use crate::http::{ApiError, ApiResult, Req, Resp};
+use crate::ids;
+use crate::model::event::Event;
 use crate::model::node::{Node, NodeError};
+use crate::model::user::User;
+use crate::model::validate::{Fields, parse_bool_word};
 use crate::query::{Filter, NODE_SCHEMA};
-use crate::store::{groups, nodes};
-use crate::timestamp;
+use crate::store::{events, groups, nodes};
+use crate::timestamp::{self, Timestamp};
+
+const DENIED: &str = "Unauthorized to complete the operation";
+
+impl From<NodeError> for ApiError {
+    fn from(err: NodeError) -> ApiError {
+        match err {
+            NodeError::Invalid(items) => ApiError::validation(items),
+            NodeError::Rejected(detail) => ApiError::bad_request(&detail),
+        }
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::not_found(&format!("Node not found with id: {id}"))
+}
+
+/// The stored node `id` if `user` may edit it: 404, then 401.
+fn editable(c: &Connection, id: &str, user: &User) -> Result<Node, ApiError> {
+    let node = nodes::get(c, id)?.ok_or_else(|| not_found(id))?;
+    if node.editable_by(user) {
+        Ok(node)
+    } else {
+        Err(ApiError {
+            status: 401,
+            detail: Value::String(DENIED.into()),
+            cause: None,
+        })
+    }
+}
+
+fn check_groups(c: &Connection, node: &Node) -> Result<(), ApiError> {
+    for name in &node.user_groups {
+        if groups::get_by_name(c, name)?.is_none() {
+            return Err(ApiError::bad_request(&format!(
+                "User group does not exist with name: {name}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Appends the node event of a change (`previous` for updates).
+fn record(
+    c: &Connection,
+    source: &str,
+    node: &Node,
+    hierarchy: bool,
+    previous: Option<&Node>,
+) -> Result<(), ApiError> {
+    let previous = previous.map(|p| (p.state.as_str(), p.result.as_deref()));
+    let data = node.event_data(hierarchy, previous);
+    events::append(c, &Event::new("node", node.owner.as_deref(), data, source))?;
+    Ok(())
+}
+
+/// `?noevent=`: the contract's boolean words, else 422.
+fn noevent(req: &Req) -> Result<bool, ApiError> {
+    match req.query_param("noevent") {
+        None => Ok(false),
+        Some(v) => parse_bool_word(v).ok_or_else(|| {
+            ApiError::query_invalid("noevent", "Input should be a valid boolean", "bool_parsing")
+        }),
+    }
+}
 
 /// `POST /node` (user): owner from the token; parent and groups must exist.
 pub fn create(app: &App, req: &Req) -> ApiResult {
     let body = req.body()?;
     let user = auth::user(&app.keys, &app.users, req)?;
-    let node =
-        Node::create(&body.require()?, &user.username, timestamp::now()).map_err(|e| match e {
-            NodeError::Invalid(items) => ApiError::validation(items),
-            NodeError::Rejected(detail) => ApiError::bad_request(&detail),
-        })?;
+    let node = Node::create(&body.require()?, &user.username, timestamp::now())?;
+    let source = app.config.cloud_events_source.clone();
     let node = app.store.write(move |c| {
         if let Some(parent) = &node.parent
             && !nodes::exists(c, parent)?
@@ -29,14 +96,9 @@ pub fn create(app: &App, req: &Req) -> ApiResult {
                 "Parent not found with id: {parent}"
             )));
         }
-        for name in &node.user_groups {
-            if groups::get_by_name(c, name)?.is_none() {
-                return Err(ApiError::bad_request(&format!(
-                    "User group does not exist with name: {name}"
-                )));
-            }
-        }
+        check_groups(c, &node)?;
         nodes::insert(c, &node)?;
+        record(c, &source, &node, false, None)?;
         Ok(node)
     })?;
     Ok(Resp::json(&node.to_json()))
@@ -49,10 +111,215 @@ pub fn get(app: &App, _req: &Req, id: &str) -> ApiResult {
     Ok(Resp::json(&node.map_or(Value::Null, |n| n.to_json())))
 }
 
+/// `PUT /node/{id}` (editor).
+pub fn put(app: &App, req: &Req, id: &str) -> ApiResult {
+    update(app, req, id, |current, body, now| {
+        current.put(body, now, true)
+    })
+}
+
+/// `PATCH /node/{id}` (editor).
+pub fn patch(app: &App, req: &Req, id: &str) -> ApiResult {
+    update(app, req, id, |current, body, now| current.patch(body, now))
+}
+
+fn update(
+    app: &App,
+    req: &Req,
+    id: &str,
+    apply: fn(&Node, &Value, Timestamp) -> Result<Node, NodeError>,
+) -> ApiResult {
+    let body = req.body()?;
+    let user = auth::user(&app.keys, &app.users, req)?;
+    let id = path_id(id)?;
+    let quiet = noevent(req)?;
+    let body = body.require()?;
+    let source = app.config.cloud_events_source.clone();
+    let node = app.store.write(move |c| {
+        let current = editable(c, &id, &user)?;
+        let node = apply(&current, &body, timestamp::now())?;
+        nodes::update(c, &node)?;
+        if !quiet {
+            record(c, &source, &node, false, Some(&current))?;
+        }
+        Ok::<_, ApiError>(node)
+    })?;
+    Ok(Resp::json(&node.to_json()))
+}
+
+/// One level of a hierarchy body: `{"node": {...}, "child_nodes": [...]}`.
+fn hierarchy_parts(value: &Value) -> Result<(&Value, &[Value]), ApiError> {
+    let mut f = Fields::new(value);
+    let node = f.raw("node");
+    let children = f.raw("child_nodes");
+    if node.is_none() {
+        f.fail("node", "Field required", "missing");
+    } else if !node.is_some_and(Value::is_object) {
+        f.fail("node", "Input should be a valid dictionary", "dict_type");
+    }
+    if children.is_some_and(|c| !c.is_array() && !c.is_null()) {
+        f.fail("child_nodes", "Input should be a valid list", "list_type");
+    }
+    f.finish()?;
+    let children = children
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    Ok((node.unwrap_or(&Value::Null), children))
+}
+
+/// Context shared by every child of one hierarchy write.
+struct Hierarchy<'a> {
+    user: &'a User,
+    submitter: Option<String>,
+    treeid: Option<String>,
+    now: Timestamp,
+}
+
+fn write_children(
+    c: &Connection,
+    h: &Hierarchy,
+    parent: &str,
+    children: &[Value],
+    out: &mut Vec<Node>,
+) -> Result<(), ApiError> {
+    for child in children {
+        let (body, grandchildren) = hierarchy_parts(child)?;
+        let given_id = body.get("id").and_then(Value::as_str);
+        let node = match given_id {
+            Some(text) => {
+                let id = ids::parse_id(text)
+                    .ok_or_else(|| ApiError::bad_request(&ids::invalid_id_detail(text)))?;
+                let current = editable(c, &id, h.user)?;
+                let mut node = current.put(body, h.now, false)?;
+                node.parent = Some(parent.to_string());
+                nodes::update(c, &node)?;
+                node
+            }
+            None => {
+                let mut node = Node::create(body, &h.user.username, h.now)?;
+                node.parent = Some(parent.to_string());
+                node.submitter = h.submitter.clone();
+                node.treeid = h.treeid.clone();
+                check_groups(c, &node)?;
+                nodes::insert(c, &node)?;
+                node
+            }
+        };
+        let id = node.id.clone();
+        out.push(node);
+        write_children(c, h, &id, grandchildren, out)?;
+    }
+    Ok(())
+}
+
+/// `PUT /nodes/{id}` (editor of the root): root update plus child nodes,
+/// all or nothing; one `updated` event for the root.
+pub fn put_hierarchy(app: &App, req: &Req, id: &str) -> ApiResult {
+    let body = req.body()?;
+    let user = auth::user(&app.keys, &app.users, req)?;
+    let id = path_id(id)?;
+    let body = body.require()?;
+    let source = app.config.cloud_events_source.clone();
+    let written = app.store.write(move |c| {
+        let current = editable(c, &id, &user)?;
+        let (root_body, children) = hierarchy_parts(&body)?;
+        let now = timestamp::now();
+        let root = current.put(root_body, now, false)?;
+        nodes::update(c, &root)?;
+        let h = Hierarchy {
+            user: &user,
+            submitter: current.submitter.clone(),
+            treeid: current.treeid.clone(),
+            now,
+        };
+        let mut out = vec![root];
+        write_children(c, &h, &id, children, &mut out)?;
+        record(c, &source, &out[0], true, Some(&current))?;
+        Ok::<_, ApiError>(out)
+    })?;
+    Ok(Resp::json(&Value::Array(
+        written.iter().map(Node::to_json).collect(),
+    )))
+}
+
+/// `PUT /batch/nodeset` (user): sets `processed_by_kcidb_bridge` on the
+/// listed nodes the caller may edit; all ids checked first; no events.
+pub fn batch_nodeset(app: &App, req: &Req) -> ApiResult {
+    let body = req.body()?;
+    let user = auth::user(&app.keys, &app.users, req)?;
+    let body = body.require()?;
+    let mut f = Fields::new(&body);
+    let node_ids = match f.raw("nodes") {
+        Some(Value::Array(items)) => {
+            let strings: Option<Vec<String>> = items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect();
+            if strings.is_none() {
+                f.fail("nodes", "Input should be a valid string", "string_type");
+            }
+            strings
+        }
+        Some(_) => {
+            f.fail("nodes", "Input should be a valid list", "list_type");
+            None
+        }
+        None => {
+            f.fail("nodes", "Field required", "missing");
+            None
+        }
+    };
+    let field = f.required_str("field");
+    let value = f.required_str("value");
+    f.finish()?;
+    if field.as_deref() != Some("processed_by_kcidb_bridge") {
+        return Err(ApiError::bad_request("Field not supported"));
+    }
+    let flag = value
+        .as_deref()
+        .and_then(|v| match v.to_ascii_lowercase().as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        });
+    let flag = flag.ok_or_else(|| ApiError::bad_request("Value must be 'true' or 'false'"))?;
+    let node_ids = node_ids
+        .unwrap_or_default()
+        .iter()
+        .map(|text| {
+            ids::parse_id(text).ok_or_else(|| ApiError::bad_request(&ids::invalid_id_detail(text)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let changed = app.store.write(move |c| {
+        let mut found = Vec::with_capacity(node_ids.len());
+        for id in &node_ids {
+            found.push(nodes::get(c, id)?.ok_or_else(|| not_found(id))?);
+        }
+        let now = timestamp::now();
+        let mut changed = 0u64;
+        for mut node in found.into_iter().filter(|n| n.editable_by(&user)) {
+            node.processed_by_kcidb_bridge = flag;
+            node.updated = now;
+            nodes::update(c, &node)?;
+            changed += 1;
+        }
+        Ok::<_, ApiError>(changed)
+    })?;
+    Ok(Resp::json(&json!(changed)))
+}
+
+fn filter(req: &Req) -> Result<Filter, ApiError> {
+    Ok(Filter::parse(
+        &req.query,
+        &["limit", "offset"],
+        &NODE_SCHEMA,
+    )?)
+}
+
 /// `GET /nodes`: a page of nodes in id order.
 pub fn list(app: &App, req: &Req) -> ApiResult {
     let (limit, offset) = pagination(req)?;
-    let filter = Filter::parse(&req.query, &["limit", "offset"], &NODE_SCHEMA)?;
+    let filter = filter(req)?;
     let (items, total) = app.store.read(|c| {
         Ok::<_, ApiError>((
             nodes::list(c, &filter, Some(limit), offset)?,
@@ -62,9 +329,25 @@ pub fn list(app: &App, req: &Req) -> ApiResult {
     Ok(Resp::json(&page(items, total, limit, offset)))
 }
 
+/// `GET /nodes/fast`: a plain list, no default limit; bad limit/offset 400.
+pub fn fast(app: &App, req: &Req) -> ApiResult {
+    let number = |name: &str| -> Result<Option<u64>, ApiError> {
+        match req.query_param(name) {
+            None => Ok(None),
+            Some(text) => text.trim().parse::<u64>().map(Some).map_err(|_| {
+                ApiError::bad_request(&format!("'{name}' must be a non-negative integer"))
+            }),
+        }
+    };
+    let (limit, offset) = (number("limit")?, number("offset")?.unwrap_or(0));
+    let filter = filter(req)?;
+    let items = app.store.read(|c| nodes::list(c, &filter, limit, offset))?;
+    Ok(Resp::json(&Value::Array(items)))
+}
+
 /// `GET /count`: how many nodes match; `limit`/`offset` are ignored.
 pub fn count(app: &App, req: &Req) -> ApiResult {
-    let filter = Filter::parse(&req.query, &["limit", "offset"], &NODE_SCHEMA)?;
+    let filter = filter(req)?;
     let n = app.store.read(|c| nodes::count(c, &filter))?;
     Ok(Resp::json(&Value::from(n)))
 }

@@ -5,6 +5,7 @@
 use chrono::Duration;
 use serde_json::{Map, Value, json};
 
+use super::user::{NODE_EDIT_ANY, User};
 use super::validate::{Fields, ValidationItem};
 use crate::ids;
 use crate::timestamp::{self, Timestamp};
@@ -135,9 +136,153 @@ impl Node {
         })
     }
 
-    /// Builds a new node from a POST body: schema (422), then `id` present
-    /// and kind (400). `owner` is always `owner`, whatever the body says.
+    /// Builds a new node from a POST body: schema (422), then `id` present,
+    /// kind and kind data (400). `owner` is always `owner`, whatever the body
+    /// says.
     pub fn create(body: &Value, owner: &str, now: Timestamp) -> Result<Node, NodeError> {
+        let mut node = Node::parse(body, now)?;
+        if body.get("id").is_some_and(|v| !v.is_null()) {
+            return Err(NodeError::Rejected(
+                "id must not be given when creating a node".into(),
+            ));
+        }
+        node.check_kind()?;
+        node.id = ids::new_id();
+        node.owner = Some(owner.to_string());
+        Ok(node)
+    }
+
+    /// The node after a PUT: body fields replace stored ones, omitted
+    /// fields are kept; id, owner, submitter and user_groups never change.
+    /// `check_transition` is false for the root of a hierarchy update.
+    pub fn put(
+        &self,
+        body: &Value,
+        now: Timestamp,
+        check_transition: bool,
+    ) -> Result<Node, NodeError> {
+        let given = body_object(body)?;
+        let mut merged = self.to_json();
+        for (key, value) in given {
+            if !matches!(key.as_str(), "id" | "owner" | "submitter" | "user_groups") {
+                merged[key.as_str()] = value.clone();
+            }
+        }
+        let mut node = self.updated_from(&merged, now)?;
+        if node.parent.as_deref() == Some(self.id.as_str()) {
+            return Err(NodeError::Rejected(
+                "Parent cannot be the same as the object".into(),
+            ));
+        }
+        if check_transition {
+            self.check_transition(&node.state)?;
+        }
+        let sets_true =
+            given.contains_key("processed_by_kcidb_bridge") && node.processed_by_kcidb_bridge;
+        node.processed_by_kcidb_bridge =
+            !self.processed_by_kcidb_bridge && sets_true && node.state == self.state;
+        Ok(node)
+    }
+
+    /// The node after a PATCH: only [`PATCHABLE`] keys count, each replaces
+    /// the stored value wholesale.
+    pub fn patch(&self, body: &Value, now: Timestamp) -> Result<Node, NodeError> {
+        let given = body_object(body)?;
+        let keys: Vec<&String> = given
+            .keys()
+            .filter(|k| PATCHABLE.contains(&k.as_str()))
+            .collect();
+        if keys.is_empty() {
+            return Err(NodeError::Rejected("No fields to update".into()));
+        }
+        let mut merged = self.to_json();
+        for key in &keys {
+            merged[key.as_str()] = given[key.as_str()].clone();
+        }
+        let mut node = self.updated_from(&merged, now)?;
+        self.check_transition(&node.state)?;
+        let flag =
+            given.contains_key("processed_by_kcidb_bridge") && node.processed_by_kcidb_bridge;
+        node.processed_by_kcidb_bridge = node.state == self.state && flag;
+        Ok(node)
+    }
+
+    /// Parses a merged document as an update of `self`.
+    fn updated_from(&self, merged: &Value, now: Timestamp) -> Result<Node, NodeError> {
+        let mut node = Node::parse(merged, now)?;
+        node.check_kind()?;
+        node.id = self.id.clone();
+        node.owner = self.owner.clone();
+        node.submitter = self.submitter.clone();
+        node.user_groups = self.user_groups.clone();
+        node.updated = now;
+        Ok(node)
+    }
+
+    fn check_transition(&self, next: &str) -> Result<(), NodeError> {
+        if can_become(&self.state, next) {
+            Ok(())
+        } else {
+            Err(NodeError::Rejected(format!(
+                "Transition not allowed with state: {next}"
+            )))
+        }
+    }
+
+    /// Kind (400 `Unsupported node kind: …`) and kind-specific `data`.
+    fn check_kind(&mut self) -> Result<(), NodeError> {
+        if !KINDS.contains(&self.kind.as_str()) {
+            return Err(NodeError::Rejected(format!(
+                "Unsupported node kind: {}",
+                self.kind
+            )));
+        }
+        super::node_data::validate(&self.kind, &mut self.data).map_err(NodeError::Rejected)
+    }
+
+    /// Whether `user` may edit this node (contract 2.3).
+    pub fn editable_by(&self, user: &User) -> bool {
+        if user.is_superuser || self.owner.as_deref() == Some(user.username.as_str()) {
+            return true;
+        }
+        if user.in_group(NODE_EDIT_ANY) || self.user_groups.iter().any(|g| user.in_group(g)) {
+            return true;
+        }
+        match self.data.get("runtime").and_then(Value::as_str) {
+            Some(runtime) if !runtime.is_empty() => {
+                user.in_group(&format!("runtime:{runtime}:node-editor"))
+                    || user.in_group(&format!("runtime:{runtime}:node-admin"))
+            }
+            _ => false,
+        }
+    }
+
+    /// The `data` of this node's event on channel `node`; `previous` is the
+    /// (state, result) before an update.
+    pub fn event_data(&self, is_hierarchy: bool, previous: Option<(&str, Option<&str>)>) -> Value {
+        let mut data = json!({
+            "op": if previous.is_some() { "updated" } else { "created" },
+            "id": self.id,
+            "kind": self.kind,
+            "name": self.name,
+            "path": self.path,
+            "group": self.group,
+            "state": self.state,
+            "result": self.result,
+            "owner": self.owner,
+            "data": self.data,
+            "is_hierarchy": is_hierarchy,
+        });
+        if let Some((state, result)) = previous {
+            data["previous_state"] = json!(state);
+            data["previous_result"] = json!(result);
+        }
+        data
+    }
+
+    /// Parses every field of a node document (schema only, 422 problems).
+    /// `id` and `owner` are left empty for the caller to set.
+    pub fn parse(body: &Value, now: Timestamp) -> Result<Node, Vec<ValidationItem>> {
         let mut f = Fields::new(body);
         let kind = f.optional_str("kind").unwrap_or_else(|| "node".to_string());
         let name = f.required_str("name");
@@ -163,19 +308,9 @@ impl Node {
             .unwrap_or(false);
         let retry_counter = strict_int(&mut f, "retry_counter").unwrap_or(0);
         f.finish()?;
-        if body.get("id").is_some_and(|v| !v.is_null()) {
-            return Err(NodeError::Rejected(
-                "id must not be given when creating a node".into(),
-            ));
-        }
-        if !KINDS.contains(&kind.as_str()) {
-            return Err(NodeError::Rejected(format!(
-                "Unsupported node kind: {kind}"
-            )));
-        }
         let created = created.unwrap_or(now);
         Ok(Node {
-            id: ids::new_id(),
+            id: String::new(),
             kind,
             name: name.unwrap_or_default(),
             path: path.unwrap_or_default(),
@@ -192,7 +327,7 @@ impl Node {
             updated: updated.unwrap_or(now),
             timeout: timeout.unwrap_or(created + Duration::hours(DEFAULT_TIMEOUT_HOURS)),
             holdoff,
-            owner: Some(owner.to_string()),
+            owner: None,
             submitter,
             treeid,
             user_groups,
@@ -200,6 +335,41 @@ impl Node {
             retry_counter,
         })
     }
+}
+
+/// Keys a PATCH may change.
+pub const PATCHABLE: &[&str] = &[
+    "state",
+    "result",
+    "artifacts",
+    "data",
+    "debug",
+    "jobfilter",
+    "platform_filter",
+    "timeout",
+    "holdoff",
+    "processed_by_kcidb_bridge",
+];
+
+/// The state machine's manual transitions (same state always allowed).
+pub fn can_become(from: &str, to: &str) -> bool {
+    from == to
+        || matches!(
+            (from, to),
+            ("running", "available" | "closing" | "done")
+                | ("available", "closing" | "done")
+                | ("closing", "done")
+        )
+}
+
+fn body_object(body: &Value) -> Result<&Map<String, Value>, NodeError> {
+    body.as_object().ok_or_else(|| {
+        NodeError::Invalid(vec![ValidationItem::new(
+            vec![json!("body")],
+            "Input should be a valid dictionary or object to extract fields from",
+            "model_attributes_type",
+        )])
+    })
 }
 
 fn required_string_list(f: &mut Fields, key: &str) -> Option<Vec<String>> {

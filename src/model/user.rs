@@ -5,6 +5,9 @@ use serde_json::{Value, json};
 
 use super::validate::{Fields, ValidationItem};
 
+/// Group whose members may edit every node; created at start-up.
+pub const NODE_EDIT_ANY: &str = "node:edit:any";
+
 /// A user group: `{"id", "name"}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Group {

@@ -6,7 +6,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::users::clamp;
 use super::{StoreError, filter_sql};
 use crate::model::user::Group;
-use crate::query::Filter;
+use crate::query::{Filter, SqlTable, doc_table};
+
+const GROUPS: SqlTable = doc_table("json_object('id', id, 'name', name)");
 
 fn group(row: &rusqlite::Row) -> rusqlite::Result<Group> {
     Ok(Group {
@@ -54,8 +56,7 @@ pub fn list(
     limit: u64,
     offset: u64,
 ) -> Result<(Vec<Group>, u64), StoreError> {
-    let doc = "json_object('id', id, 'name', name)";
-    let (cond, mut args) = filter_sql(filter, doc)?;
+    let (cond, mut args) = filter_sql(filter, &GROUPS)?;
     let total: i64 = c.query_row(
         &format!("SELECT count(*) FROM user_group WHERE {cond}"),
         rusqlite::params_from_iter(args.iter()),

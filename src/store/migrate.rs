@@ -15,12 +15,20 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Append only; never edit a released one.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    up: include_str!("../../sql/0001_init.up.sql"),
-    down: include_str!("../../sql/0001_init.down.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        up: include_str!("../../sql/0001_init.up.sql"),
+        down: include_str!("../../sql/0001_init.down.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "nodes_events",
+        up: include_str!("../../sql/0002_nodes_events.up.sql"),
+        down: include_str!("../../sql/0002_nodes_events.down.sql"),
+    },
+];
 
 /// The newest schema version this binary knows.
 pub fn latest() -> u32 {
@@ -154,19 +162,19 @@ mod tests {
     #[test]
     fn fresh_rerun_down_and_too_new() {
         let c = Connection::open_in_memory().expect("db");
-        assert_eq!(up(&c, None).expect("up"), vec![1]);
+        assert_eq!(up(&c, None).expect("up"), vec![1, 2]);
         assert!(up(&c, None).expect("rerun").is_empty());
         assert!(status(&c).expect("status")[0].applied_at.is_some());
-        assert_eq!(down(&c, 0).expect("down"), vec![1]);
+        assert_eq!(down(&c, 0).expect("down"), vec![2, 1]);
         let tables: i64 = c
             .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name != 'schema_migrations'",
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name != 'schema_migrations' AND name NOT LIKE 'sqlite_%'",
                 [],
                 |r| r.get(0),
             )
             .expect("count");
         assert_eq!(tables, 0, "down is the exact inverse of up");
-        assert_eq!(up(&c, None).expect("up again"), vec![1]);
+        assert_eq!(up(&c, None).expect("up again"), vec![1, 2]);
         c.execute(
             "INSERT INTO schema_migrations VALUES (999, 'future', 'x')",
             [],

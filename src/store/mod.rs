@@ -1,6 +1,7 @@
 //! The one SQLite file: a pool of read-only connections and ONE writer
 //! thread that group-commits every write. All SQL lives under `store/`.
 
+pub mod events;
 pub mod groups;
 pub mod meta;
 pub mod migrate;
@@ -19,7 +20,7 @@ use regex::Regex;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags};
 
-use crate::query::{Condition, Filter};
+use crate::query::{self, Condition, Filter, Param, SqlTable};
 
 /// How long a connection waits for a lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -139,23 +140,19 @@ pub fn open_connection(path: &Path, synchronous_full: bool) -> Result<Connection
     Ok(conn)
 }
 
-/// SQL for a filter: one `kci_match` call per condition, each condition
-/// bound as a JSON parameter.
+/// SQL for a filter over `table`, parameters ready to bind.
 pub fn filter_sql(
     filter: &Filter,
-    doc_expr: &str,
+    table: &SqlTable,
 ) -> Result<(String, Vec<rusqlite::types::Value>), StoreError> {
-    let mut clauses = Vec::new();
-    let mut params = Vec::new();
-    for cond in &filter.conditions {
-        clauses.push(format!("kci_match({doc_expr}, ?)"));
-        params.push(rusqlite::types::Value::Text(serde_json::to_string(cond)?));
-    }
-    let sql = if clauses.is_empty() {
-        "1".to_string()
-    } else {
-        clauses.join(" AND ")
-    };
+    let (sql, params) = query::to_sql(filter, table)?;
+    let params = params
+        .into_iter()
+        .map(|p| match p {
+            Param::Text(s) => rusqlite::types::Value::Text(s),
+            Param::Int(n) => rusqlite::types::Value::Integer(n),
+        })
+        .collect();
     Ok((sql, params))
 }
 
@@ -165,6 +162,8 @@ impl Store {
     pub fn open(path: &Path, synchronous_full: bool) -> Result<Store, StoreError> {
         let conn = open_connection(path, synchronous_full)?;
         migrate::up(&conn, None)?;
+        // Statistics for the query planner, limited in time by SQLite.
+        conn.execute_batch("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002")?;
         let manager = SqliteConnectionManager::file(path)
             .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .with_init(move |c| prepare(c, synchronous_full));

@@ -6,7 +6,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{StoreError, filter_sql};
 use crate::model::user::User;
-use crate::query::Filter;
+use crate::query::{Filter, SqlTable, doc_table};
+
+const USERS: SqlTable = doc_table("doc");
 
 fn from_row(row: &Row) -> rusqlite::Result<(String, String)> {
     Ok((row.get(0)?, row.get(1)?))
@@ -119,7 +121,7 @@ pub fn list(
     limit: u64,
     offset: u64,
 ) -> Result<(Vec<User>, u64), StoreError> {
-    let (cond, mut args) = filter_sql(filter, "doc")?;
+    let (cond, mut args) = filter_sql(filter, &USERS)?;
     let total: i64 = c.query_row(
         &format!("SELECT count(*) FROM user WHERE {cond}"),
         rusqlite::params_from_iter(args.iter()),

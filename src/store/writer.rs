@@ -71,6 +71,8 @@ fn run(conn: Connection, jobs: Receiver<Job>) {
         }
         commit_batch(&conn, batch);
     }
+    // Refresh the planner's statistics (cheap; SQLite's advice at close).
+    let _ = conn.execute_batch("PRAGMA optimize");
     if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         eprintln!("kci-lite: WAL checkpoint at shutdown failed: {err}");
     }
