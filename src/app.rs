@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rand::Rng;
 use rand::distr::Alphanumeric;
@@ -13,14 +13,19 @@ use crate::config::Config;
 use crate::ids;
 use crate::mail::Mailer;
 use crate::model::user::{Group, User};
+use crate::pubsub::Broker;
+use crate::store::Notice;
 use crate::store::{Store, StoreError, groups, meta, users};
+use crate::timer::{Timer, TimerConfig};
 
 pub use crate::model::user::NODE_EDIT_ANY;
 
 /// Everything a request handler needs.
 pub struct App {
     pub config: Config,
-    pub store: Store,
+    pub store: Arc<Store>,
+    pub broker: Arc<Broker>,
+    timer: Mutex<Timer>,
     pub keys: Keys,
     pub users: Arc<UserCache>,
     pub mailer: Mailer,
@@ -77,7 +82,41 @@ impl App {
         for name in &config.ignored {
             eprintln!("kci-lite: {name} is an upstream setting with no meaning here; ignored");
         }
-        let store = Store::open(db, config.synchronous_full)?;
+        let store = Arc::new(Store::open(db, config.synchronous_full)?);
+        let (notices, notices_rx) = crossbeam_channel::unbounded::<Vec<Notice>>();
+        store.set_notifier(notices);
+        // Commit notices go to the broker; node changes also wake the timer.
+        let (to_broker, broker_rx) = crossbeam_channel::unbounded();
+        let (to_timer, timer_rx) = crossbeam_channel::unbounded();
+        std::thread::Builder::new()
+            .name("kci-notices".into())
+            .spawn(move || {
+                for batch in notices_rx {
+                    if batch.contains(&Notice::Nodes) {
+                        let _ = to_timer.send(());
+                    }
+                    if to_broker.send(batch).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| StartError(format!("cannot start the notice thread: {e}")))?;
+        let timer = Timer::start(
+            Arc::clone(&store),
+            TimerConfig {
+                source: config.cloud_events_source.clone(),
+                event_ttl_secs: config.event_history_ttl_secs,
+                node_purge_age_days: config.node_purge_age_days,
+            },
+            timer_rx,
+        )?;
+        let broker = Broker::start(
+            Arc::clone(&store),
+            broker_rx,
+            std::time::Duration::from_secs_f64(config.keep_alive_secs),
+            config.cloud_events_source.clone(),
+            config.event_history_ttl_secs,
+        )?;
         let secret = match &config.secret_key {
             Some(secret) => secret.clone(),
             None => store.write(|c| {
@@ -113,6 +152,8 @@ impl App {
         let cache = store.read(users::all)?;
         let app = App {
             store,
+            broker,
+            timer: Mutex::new(timer),
             keys,
             users: Arc::new(UserCache::load(cache)),
             mailer,
@@ -210,8 +251,12 @@ impl App {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Stops the writer and checkpoints the WAL.
+    /// Stops the pub/sub dispatcher and the writer, checkpoints the WAL.
     pub fn close(&self) {
+        if let Ok(mut timer) = self.timer.lock() {
+            timer.stop();
+        }
+        self.broker.stop();
         self.store.close();
     }
 }

@@ -2,7 +2,7 @@
 //! prefix was stripped. A path that exists with another method is a 405,
 //! anything else a 404.
 
-use crate::api::{groups, nodes, pages, users};
+use crate::api::{events, groups, nodes, pages, pubsub, users};
 use crate::app::App;
 use crate::http::{ApiError, Method, Reply, Req};
 
@@ -10,6 +10,10 @@ type Handler<'a> = Box<dyn FnOnce(&App, &Req) -> Result<Reply, ApiError> + 'a>;
 
 fn now<'a>(f: impl FnOnce(&App, &Req) -> crate::http::ApiResult + 'a) -> Option<Handler<'a>> {
     Some(Box::new(move |app, req| f(app, req).map(Reply::Now)))
+}
+
+fn reply<'a>(f: impl FnOnce(&App, &Req) -> Result<Reply, ApiError> + 'a) -> Option<Handler<'a>> {
+    Some(Box::new(f))
 }
 
 fn lookup<'a>(method: Method, segments: &'a [&'a str]) -> Option<Handler<'a>> {
@@ -60,6 +64,15 @@ fn lookup<'a>(method: Method, segments: &'a [&'a str]) -> Option<Handler<'a>> {
         (Get, ["nodes"]) => now(nodes::list),
         (Get, ["nodes", "fast"]) => now(nodes::fast),
         (Get, ["count"]) => now(nodes::count),
+
+        (Post, ["subscribe", channel]) => now(move |a, r| pubsub::subscribe(a, r, channel)),
+        (Get, ["listen", id]) => reply(move |a, r| pubsub::listen(a, r, id)),
+        (Post | Get, ["unsubscribe", id]) => now(move |a, r| pubsub::unsubscribe(a, r, id)),
+        (Post, ["publish", channel]) => now(move |a, r| pubsub::publish(a, r, channel)),
+        (Post, ["push", list]) => now(move |a, r| pubsub::push(a, r, list)),
+        (Get, ["pop", list]) => reply(move |a, r| pubsub::pop(a, r, list)),
+        (Get, ["stats", "subscriptions"]) => now(pubsub::stats),
+        (Get, ["events"]) => now(events::list),
         _ => None,
     }
 }

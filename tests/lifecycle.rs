@@ -477,7 +477,7 @@ fn migrate_status_up_down() {
         None,
     );
     assert!(status.success());
-    assert!(out.contains("schema version 2"), "{out}");
+    assert!(out.contains("schema version 3"), "{out}");
     let line = out
         .lines()
         .find(|l| l.starts_with("0001_init"))
@@ -540,7 +540,7 @@ fn serve_migrates_a_database_that_migrate_reverted() {
         &[],
         None,
     );
-    assert!(out.contains("schema version 2"), "{out}");
+    assert!(out.contains("schema version 3"), "{out}");
 }
 
 #[test]

@@ -1,9 +1,11 @@
 //! HTTP handlers, one module per resource, plus the helpers they share
 //! (pagination, path ids, page envelopes).
 
+pub mod events;
 pub mod groups;
 pub mod nodes;
 pub mod pages;
+pub mod pubsub;
 pub mod users;
 
 use serde_json::{Value, json};

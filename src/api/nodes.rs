@@ -132,11 +132,13 @@ fn update(
     let body = req.body()?;
     let user = auth::user(&app.keys, &app.users, req)?;
     let id = path_id(id)?;
-    let quiet = noevent(req)?;
-    let body = body.require()?;
+    let quiet = noevent(req);
+    let body = body.require();
     let source = app.config.cloud_events_source.clone();
     let node = app.store.write(move |c| {
+        // 404 and 401 come before any problem with the request itself.
         let current = editable(c, &id, &user)?;
+        let (quiet, body) = (quiet?, body?);
         let node = apply(&current, &body, timestamp::now())?;
         nodes::update(c, &node)?;
         if !quiet {
@@ -175,13 +177,16 @@ struct Hierarchy<'a> {
     now: Timestamp,
 }
 
+/// Writes `children` under the last of `ancestors` (root first).
 fn write_children(
     c: &Connection,
     h: &Hierarchy,
-    parent: &str,
+    ancestors: &mut Vec<String>,
     children: &[Value],
     out: &mut Vec<Node>,
 ) -> Result<(), ApiError> {
+    let parent = ancestors.last().cloned().unwrap_or_default();
+    let parent = parent.as_str();
     for child in children {
         let (body, grandchildren) = hierarchy_parts(child)?;
         let given_id = body.get("id").and_then(Value::as_str);
@@ -191,6 +196,16 @@ fn write_children(
                     .ok_or_else(|| ApiError::bad_request(&ids::invalid_id_detail(text)))?;
                 let current = editable(c, &id, h.user)?;
                 let mut node = current.put(body, h.now, false)?;
+                if id == parent {
+                    return Err(ApiError::bad_request(
+                        "Parent cannot be the same as the object",
+                    ));
+                }
+                if ancestors.contains(&id) {
+                    return Err(ApiError::bad_request(&format!(
+                        "Node {id} cannot be its own descendant"
+                    )));
+                }
                 node.parent = Some(parent.to_string());
                 nodes::update(c, &node)?;
                 node
@@ -205,9 +220,10 @@ fn write_children(
                 node
             }
         };
-        let id = node.id.clone();
+        ancestors.push(node.id.clone());
         out.push(node);
-        write_children(c, h, &id, grandchildren, out)?;
+        write_children(c, h, ancestors, grandchildren, out)?;
+        ancestors.pop();
     }
     Ok(())
 }
@@ -233,7 +249,7 @@ pub fn put_hierarchy(app: &App, req: &Req, id: &str) -> ApiResult {
             now,
         };
         let mut out = vec![root];
-        write_children(c, &h, &id, children, &mut out)?;
+        write_children(c, &h, &mut vec![id.clone()], children, &mut out)?;
         record(c, &source, &out[0], true, Some(&current))?;
         Ok::<_, ApiError>(out)
     })?;

@@ -26,6 +26,9 @@ pub const STATES: &[&str] = &["running", "available", "closing", "done"];
 pub const RESULTS: &[&str] = &["pass", "fail", "skip", "incomplete"];
 /// Default lifetime of a node before it times out.
 pub const DEFAULT_TIMEOUT_HOURS: i64 = 6;
+/// A closing node without any child goes done after this long (children
+/// attached right after the state change keep it closing).
+pub const CLOSING_GRACE_MS: i64 = 500;
 
 /// A node with every field of the contract.
 #[derive(Clone, Debug, PartialEq)]
@@ -240,6 +243,47 @@ impl Node {
         super::node_data::validate(&self.kind, &mut self.data).map_err(NodeError::Rejected)
     }
 
+    /// The timer's rule for a pending node past its `timeout`: done, and
+    /// when no result was set, `incomplete` with the timeout error in data.
+    pub fn on_timeout(&self, now: Timestamp) -> Node {
+        let mut node = self.automatic(now, "done");
+        if node.result.is_none() {
+            node.result = Some("incomplete".into());
+            if !node.data.is_object() {
+                node.data = json!({});
+            }
+            node.data["error_code"] = json!("node_timeout");
+            node.data["error_msg"] = json!("Node timed-out");
+        }
+        node
+    }
+
+    /// The timer's rule for an available node past its `holdoff`: closing
+    /// while a descendant is pending, else done.
+    pub fn on_holdoff(&self, pending_descendants: bool, now: Timestamp) -> Node {
+        self.automatic(
+            now,
+            if pending_descendants {
+                "closing"
+            } else {
+                "done"
+            },
+        )
+    }
+
+    /// The timer's rule for a closing node whose descendants are all done.
+    pub fn on_descendants_done(&self, now: Timestamp) -> Node {
+        self.automatic(now, "done")
+    }
+
+    fn automatic(&self, now: Timestamp, state: &str) -> Node {
+        let mut node = self.clone();
+        node.state = state.to_string();
+        node.updated = now;
+        node.processed_by_kcidb_bridge = false;
+        node
+    }
+
     /// Whether `user` may edit this node (contract 2.3).
     pub fn editable_by(&self, user: &User) -> bool {
         if user.is_superuser || self.owner.as_deref() == Some(user.username.as_str()) {
@@ -325,7 +369,9 @@ impl Node {
             platform_filter,
             created,
             updated: updated.unwrap_or(now),
-            timeout: timeout.unwrap_or(created + Duration::hours(DEFAULT_TIMEOUT_HOURS)),
+            // From now, not from a client-supplied (back-dated) `created`:
+            // an imported old node must not time out the moment it lands.
+            timeout: timeout.unwrap_or(now + Duration::hours(DEFAULT_TIMEOUT_HOURS)),
             holdoff,
             owner: None,
             submitter,
@@ -614,5 +660,31 @@ mod tests {
         assert_eq!(normalize_http_url("ftp://h/x"), Err("url_scheme"));
         assert_eq!(normalize_http_url("nope"), Err("url_parsing"));
         assert_eq!(normalize_http_url("http:///x"), Err("url_parsing"));
+    }
+
+    #[test]
+    fn timer_rules() {
+        let node = Node::create(
+            &json!({"name": "n", "path": [], "data": null}),
+            "bob",
+            now(),
+        )
+        .expect("valid");
+        let later = now() + Duration::hours(7);
+        let done = node.on_timeout(later);
+        assert_eq!(done.state, "done");
+        assert_eq!(done.result.as_deref(), Some("incomplete"));
+        assert_eq!(
+            done.data,
+            json!({"error_code": "node_timeout", "error_msg": "Node timed-out"})
+        );
+        assert_eq!(done.updated, later);
+        let mut passed = node.clone();
+        passed.result = Some("pass".into());
+        assert_eq!(passed.on_timeout(later).result.as_deref(), Some("pass"));
+        assert_eq!(passed.on_timeout(later).data, Value::Null);
+        assert_eq!(node.on_holdoff(true, later).state, "closing");
+        assert_eq!(node.on_holdoff(false, later).state, "done");
+        assert!(can_become("running", "done") && !can_become("done", "running"));
     }
 }

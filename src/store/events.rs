@@ -1,26 +1,145 @@
 //! Event-history SQL: every stored event, appended in the transaction that
-//! caused it.
+//! caused it, read back by subscribers (by sequence number) and by
+//! `GET /events`.
 
-use rusqlite::{Connection, params};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params};
 
-use super::StoreError;
+use super::{Notice, StoreError, filter_sql, notice};
 use crate::model::event::Event;
+use crate::query::{Filter, SqlTable, doc_table};
+use crate::timestamp::{self, Timestamp};
 
-/// Appends an event; returns its sequence number.
+/// The stored event document that `GET /events` filters and returns.
+const EVENT_DOC: &str = "json_object('id', id, 'timestamp', timestamp, 'sequence_id', seq, \
+                         'channel', channel, 'owner', owner, 'data', json(data))";
+const EVENTS: SqlTable = doc_table(EVENT_DOC);
+
+/// Appends an event; returns its sequence number. Listeners of the channel
+/// are told after COMMIT.
 pub fn append(c: &Connection, event: &Event) -> Result<i64, StoreError> {
     c.execute(
         "INSERT INTO event (id, timestamp, channel, owner, data, envelope)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             event.id,
-            crate::timestamp::format(&event.timestamp),
+            timestamp::format(&event.timestamp),
             event.channel,
             event.owner,
             event.data.to_string(),
             event.envelope.to_string(),
         ],
     )?;
+    notice(Notice::Channel(event.channel.clone()));
     Ok(c.last_insert_rowid())
+}
+
+/// The highest sequence number used so far (0 when none).
+pub fn max_seq(c: &Connection) -> Result<i64, StoreError> {
+    Ok(c.query_row(
+        "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'event'",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// The first event on `channel` with `after < seq <= upto` that a
+/// subscriber sees (owner filter unless promiscuous), not older than
+/// `oldest`: (seq, envelope text).
+pub fn next_for(
+    c: &Connection,
+    channel: &str,
+    after: i64,
+    upto: i64,
+    username: &str,
+    promiscuous: bool,
+    oldest: &Timestamp,
+) -> Result<Option<(i64, String)>, StoreError> {
+    Ok(c.query_row(
+        "SELECT seq, envelope FROM event
+         WHERE channel = ?1 AND seq > ?2 AND seq <= ?3
+           AND (?4 OR owner IS NULL OR owner = ?5) AND timestamp >= ?6
+         ORDER BY seq LIMIT 1",
+        params![
+            channel,
+            after,
+            upto,
+            promiscuous,
+            username,
+            timestamp::format(oldest)
+        ],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()?)
+}
+
+/// What `GET /events` asks for.
+#[derive(Default)]
+pub struct EventQuery {
+    pub channel: Option<String>,
+    pub node_id: Option<String>,
+    pub ids: Vec<String>,
+    pub after: Option<Timestamp>,
+    pub oldest: Option<Timestamp>,
+    pub limit: Option<u64>,
+    /// Conditions on the stored event document.
+    pub filter: Filter,
+}
+
+/// Stored events matching `q`, ascending by sequence number, as documents
+/// `{id, timestamp, sequence_id, channel, owner, data}`.
+pub fn list(c: &Connection, q: &EventQuery) -> Result<Vec<serde_json::Value>, StoreError> {
+    let (cond, mut args) = filter_sql(&q.filter, &EVENTS)?;
+    let mut clauses = vec![cond];
+    let bind = |args: &mut Vec<Value>, v: Value| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
+    if let Some(channel) = &q.channel {
+        let p = bind(&mut args, Value::Text(channel.clone()));
+        clauses.push(format!("channel = {p}"));
+    }
+    if let Some(node) = &q.node_id {
+        let p = bind(&mut args, Value::Text(node.clone()));
+        clauses.push(format!("json_extract(data, '$.id') = {p}"));
+    }
+    if !q.ids.is_empty() {
+        let ps: Vec<String> = q
+            .ids
+            .iter()
+            .map(|i| bind(&mut args, Value::Text(i.clone())))
+            .collect();
+        clauses.push(format!("id IN ({})", ps.join(", ")));
+    }
+    if let Some(after) = &q.after {
+        let p = bind(&mut args, Value::Text(timestamp::format(after)));
+        clauses.push(format!("timestamp > {p}"));
+    }
+    if let Some(oldest) = &q.oldest {
+        let p = bind(&mut args, Value::Text(timestamp::format(oldest)));
+        clauses.push(format!("timestamp >= {p}"));
+    }
+    let limit = bind(
+        &mut args,
+        Value::Integer(q.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX))),
+    );
+    let sql = format!(
+        "SELECT {EVENT_DOC} FROM event WHERE {} ORDER BY seq LIMIT {limit}",
+        clauses.join(" AND ")
+    );
+    let mut stmt = c.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+        r.get::<_, String>(0)
+    })?;
+    rows.map(|doc| Ok(serde_json::from_str(&doc?)?)).collect()
+}
+
+/// Deletes events older than `oldest`; how many.
+pub fn purge(c: &Connection, oldest: &Timestamp) -> Result<usize, StoreError> {
+    Ok(c.execute(
+        "DELETE FROM event WHERE timestamp < ?1",
+        [timestamp::format(oldest)],
+    )?)
 }
 
 /// How many events are stored for a node (`data.id`).

@@ -28,6 +28,12 @@ pub const MIGRATIONS: &[Migration] = &[
         up: include_str!("../../sql/0002_nodes_events.up.sql"),
         down: include_str!("../../sql/0002_nodes_events.down.sql"),
     },
+    Migration {
+        version: 3,
+        name: "pubsub",
+        up: include_str!("../../sql/0003_pubsub.up.sql"),
+        down: include_str!("../../sql/0003_pubsub.down.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.
@@ -162,10 +168,10 @@ mod tests {
     #[test]
     fn fresh_rerun_down_and_too_new() {
         let c = Connection::open_in_memory().expect("db");
-        assert_eq!(up(&c, None).expect("up"), vec![1, 2]);
+        assert_eq!(up(&c, None).expect("up"), vec![1, 2, 3]);
         assert!(up(&c, None).expect("rerun").is_empty());
         assert!(status(&c).expect("status")[0].applied_at.is_some());
-        assert_eq!(down(&c, 0).expect("down"), vec![2, 1]);
+        assert_eq!(down(&c, 0).expect("down"), vec![3, 2, 1]);
         let tables: i64 = c
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name != 'schema_migrations' AND name NOT LIKE 'sqlite_%'",
@@ -174,7 +180,7 @@ mod tests {
             )
             .expect("count");
         assert_eq!(tables, 0, "down is the exact inverse of up");
-        assert_eq!(up(&c, None).expect("up again"), vec![1, 2]);
+        assert_eq!(up(&c, None).expect("up again"), vec![1, 2, 3]);
         c.execute(
             "INSERT INTO schema_migrations VALUES (999, 'future', 'x')",
             [],

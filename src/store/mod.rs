@@ -6,8 +6,12 @@ pub mod groups;
 pub mod meta;
 pub mod migrate;
 pub mod nodes;
+pub mod queues;
+pub mod subscribers;
 pub mod users;
 mod writer;
+
+pub use writer::{Notice, notice};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -83,6 +87,7 @@ pub struct Store {
     readers: r2d2::Pool<SqliteConnectionManager>,
     jobs: RwLock<Option<Sender<writer::Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    notifier: writer::Notifier,
 }
 
 /// Settings every connection gets, in one place.
@@ -172,13 +177,20 @@ impl Store {
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
             .build(manager)?;
-        let (jobs, handle) = writer::spawn(conn)?;
+        let notifier = writer::Notifier::default();
+        let (jobs, handle) = writer::spawn(conn, Arc::clone(&notifier))?;
         Ok(Store {
             path: path.to_path_buf(),
             readers,
             jobs: RwLock::new(Some(jobs)),
             writer: Mutex::new(Some(handle)),
+            notifier,
         })
+    }
+
+    /// Where notices of committed writes go; can be set once.
+    pub fn set_notifier(&self, tx: Sender<Vec<Notice>>) {
+        let _ = self.notifier.set(tx);
     }
 
     /// The database file.

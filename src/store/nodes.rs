@@ -40,6 +40,7 @@ fn row_values(node: &Node) -> (serde_json::Value, bool) {
 /// Stores a new node.
 pub fn insert(c: &Connection, node: &Node) -> Result<(), StoreError> {
     let (doc, irregular) = row_values(node);
+    super::notice(super::Notice::Nodes);
     c.execute(
         "INSERT INTO node (id, kind, name, state, result, parent, owner, grp, treeid,
                            created, updated, timeout, holdoff, irregular, doc)
@@ -68,6 +69,7 @@ pub fn insert(c: &Connection, node: &Node) -> Result<(), StoreError> {
 /// Replaces a stored node; `NotFound` if it is gone.
 pub fn update(c: &Connection, node: &Node) -> Result<(), StoreError> {
     let (doc, irregular) = row_values(node);
+    super::notice(super::Notice::Nodes);
     let n = c.execute(
         "UPDATE node SET kind = ?2, name = ?3, state = ?4, result = ?5, parent = ?6,
                 owner = ?7, grp = ?8, treeid = ?9, created = ?10, updated = ?11,
@@ -141,6 +143,120 @@ pub fn explain_list(c: &Connection, filter: &Filter) -> Result<Vec<String>, Stor
         r.get::<_, String>(3)
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Most nodes one timer pass handles per rule (the rest wait for the next).
+const TIMER_BATCH: i64 = 500;
+
+fn nodes_where(
+    c: &Connection,
+    sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<Node>, StoreError> {
+    let mut stmt = c.prepare(sql)?;
+    let rows = stmt.query_map(args, |r| r.get::<_, String>(0))?;
+    rows.map(|doc| decode(doc?)).collect()
+}
+
+/// Pending nodes whose `timeout` has passed (oldest deadline first).
+pub fn timed_out(
+    c: &Connection,
+    now: &crate::timestamp::Timestamp,
+) -> Result<Vec<Node>, StoreError> {
+    nodes_where(
+        c,
+        "SELECT doc FROM node WHERE state IN ('running', 'available', 'closing') AND timeout < ?1
+         ORDER BY timeout LIMIT ?2",
+        &[&timestamp::format(now), &TIMER_BATCH],
+    )
+}
+
+/// Available nodes whose `holdoff` has passed.
+pub fn held_off(
+    c: &Connection,
+    now: &crate::timestamp::Timestamp,
+) -> Result<Vec<Node>, StoreError> {
+    nodes_where(
+        c,
+        "SELECT doc FROM node WHERE state = 'available' AND holdoff IS NOT NULL AND holdoff < ?1
+         ORDER BY holdoff LIMIT ?2",
+        &[&timestamp::format(now), &TIMER_BATCH],
+    )
+}
+
+/// Closing nodes with no pending descendant: those with descendants, all
+/// done, and those without any child that last changed before
+/// `childless_before` (children may still be attached right after).
+pub fn closing_without_pending(
+    c: &Connection,
+    childless_before: &crate::timestamp::Timestamp,
+) -> Result<Vec<Node>, StoreError> {
+    let closing = nodes_where(
+        c,
+        "SELECT doc FROM node WHERE state = 'closing'
+           AND (EXISTS (SELECT 1 FROM node AS child WHERE child.parent = node.id)
+                OR updated < ?2)
+         ORDER BY id LIMIT ?1",
+        &[&TIMER_BATCH, &timestamp::format(childless_before)],
+    )?;
+    let mut ready = Vec::new();
+    for node in closing {
+        if !has_pending_descendant(c, &node.id)? {
+            ready.push(node);
+        }
+    }
+    Ok(ready)
+}
+
+/// Whether some child, grandchild, ... of `id` is still pending.
+pub fn has_pending_descendant(c: &Connection, id: &str) -> Result<bool, StoreError> {
+    // UNION (not UNION ALL) ends even if a PUT made a parent cycle.
+    Ok(c.query_row(
+        "WITH RECURSIVE d(id) AS (
+             SELECT id FROM node WHERE parent = ?1
+             UNION SELECT n.id FROM node n JOIN d ON n.parent = d.id)
+         SELECT EXISTS (SELECT 1 FROM node WHERE id IN (SELECT id FROM d)
+                        AND state IN ('running', 'available', 'closing'))",
+        [id],
+        |r| r.get(0),
+    )?)
+}
+
+/// The earliest pending deadline (timeout of a pending node, holdoff of an
+/// available one, end of a childless closing node's grace), if any.
+pub fn next_deadline(
+    c: &Connection,
+    grace: chrono::Duration,
+) -> Result<Option<crate::timestamp::Timestamp>, StoreError> {
+    let (deadline, childless): (Option<String>, Option<String>) = c.query_row(
+        "SELECT (SELECT min(t) FROM (
+                     SELECT min(timeout) AS t FROM node
+                      WHERE state IN ('running', 'available', 'closing')
+                     UNION ALL
+                     SELECT min(holdoff) FROM node
+                      WHERE state = 'available' AND holdoff IS NOT NULL)),
+                (SELECT min(updated) FROM node WHERE state = 'closing'
+                    AND NOT EXISTS (SELECT 1 FROM node AS child WHERE child.parent = node.id))",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let deadline = deadline.as_deref().and_then(timestamp::parse);
+    let childless = childless
+        .as_deref()
+        .and_then(timestamp::parse)
+        .map(|t| t + grace);
+    Ok(match (deadline, childless) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}
+
+/// Deletes nodes created before `cutoff`, except checkouts; how many.
+pub fn purge(c: &Connection, cutoff: &crate::timestamp::Timestamp) -> Result<usize, StoreError> {
+    Ok(c.execute(
+        "DELETE FROM node WHERE created < ?1 AND kind != 'checkout'",
+        [timestamp::format(cutoff)],
+    )?)
 }
 
 #[cfg(test)]

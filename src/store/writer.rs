@@ -2,7 +2,9 @@
 //! at that moment in ONE transaction (each in its own SAVEPOINT, so a
 //! failing job rolls back alone), commits once, then answers every job.
 
+use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -12,6 +14,42 @@ use super::StoreError;
 
 /// Most jobs committed together.
 const MAX_BATCH: usize = 256;
+
+/// What a committed write tells the pub/sub side: new stored events on a
+/// channel, or new messages in a push list.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Notice {
+    Channel(String),
+    List(String),
+    /// Nodes were created or changed (their deadlines may have moved).
+    Nodes,
+}
+
+/// Where notices of committed writes go (set once by the broker).
+pub type Notifier = Arc<OnceLock<Sender<Vec<Notice>>>>;
+
+thread_local! {
+    /// Notices of the writes of the current batch, in order.
+    static NOTICES: RefCell<Vec<Notice>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Records a notice for the current write; it is sent after COMMIT and
+/// dropped if the write rolls back. Only meaningful on the writer thread.
+pub fn notice(n: Notice) {
+    NOTICES.with(|v| v.borrow_mut().push(n));
+}
+
+fn notices_len() -> usize {
+    NOTICES.with(|v| v.borrow().len())
+}
+
+fn notices_truncate(len: usize) {
+    NOTICES.with(|v| v.borrow_mut().truncate(len));
+}
+
+fn notices_take() -> Vec<Notice> {
+    NOTICES.with(|v| std::mem::take(&mut *v.borrow_mut()))
+}
 
 /// What a job leaves behind after running: whether to keep its changes, and
 /// how to answer its caller once the commit outcome is known.
@@ -51,16 +89,19 @@ where
     })
 }
 
-pub(crate) fn spawn(conn: Connection) -> Result<(Sender<Job>, JoinHandle<()>), StoreError> {
+pub(crate) fn spawn(
+    conn: Connection,
+    notifier: Notifier,
+) -> Result<(Sender<Job>, JoinHandle<()>), StoreError> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let handle = std::thread::Builder::new()
         .name("kci-writer".into())
-        .spawn(move || run(conn, rx))
+        .spawn(move || run(conn, rx, notifier))
         .map_err(|e| StoreError::Internal(format!("cannot start writer thread: {e}")))?;
     Ok((tx, handle))
 }
 
-fn run(conn: Connection, jobs: Receiver<Job>) {
+fn run(conn: Connection, jobs: Receiver<Job>, notifier: Notifier) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -69,7 +110,14 @@ fn run(conn: Connection, jobs: Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_batch(&conn, batch);
+        let committed = commit_batch(&conn, batch);
+        let notices = notices_take();
+        if committed
+            && !notices.is_empty()
+            && let Some(tx) = notifier.get()
+        {
+            let _ = tx.send(notices);
+        }
     }
     // Refresh the planner's statistics (cheap; SQLite's advice at close).
     let _ = conn.execute_batch("PRAGMA optimize");
@@ -78,21 +126,24 @@ fn run(conn: Connection, jobs: Receiver<Job>) {
     }
 }
 
-fn commit_batch(conn: &Connection, batch: Vec<Job>) {
+/// Runs and commits one batch; whether the commit succeeded.
+fn commit_batch(conn: &Connection, batch: Vec<Job>) -> bool {
     if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
         eprintln!("kci-lite: cannot begin a write transaction: {err}");
         // Dropping the jobs answers their callers with an error.
-        return;
+        return false;
     }
     let mut finished = Vec::with_capacity(batch.len());
     for job in batch {
         if conn.execute_batch("SAVEPOINT job").is_err() {
             continue;
         }
+        let mark = notices_len();
         match catch_unwind(AssertUnwindSafe(|| job(conn))) {
             Ok(done) => {
                 if !done.keep {
                     let _ = conn.execute_batch("ROLLBACK TO job");
+                    notices_truncate(mark);
                 }
                 let _ = conn.execute_batch("RELEASE job");
                 finished.push(done);
@@ -100,6 +151,7 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) {
             Err(_) => {
                 eprintln!("kci-lite: a write job panicked; its changes were rolled back");
                 let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                notices_truncate(mark);
             }
         }
     }
@@ -107,7 +159,9 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) {
     if outcome.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
+    let committed = outcome.is_ok();
     for done in finished {
         (done.finish)(outcome.clone());
     }
+    committed
 }

@@ -547,6 +547,10 @@ impl TestServer {
         self.request("PATCH", path, token, Body::Json(body)).pair()
     }
 
+    pub fn put_json(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        self.request("PUT", path, token, Body::Json(body)).pair()
+    }
+
     pub fn delete(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         self.request("DELETE", path, token, Body::None).pair()
     }
@@ -662,10 +666,70 @@ impl TestServer {
             .expect("integer counter")
     }
 
+    /// A read-only connection to the server's database file (WAL mode, so
+    /// it sees every committed write and never blocks the writer).
+    pub fn db_reader(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            &self.db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .expect("open the database read-only")
+    }
+
+    /// The stored events of a node (`data.id` = `node_id`), oldest first.
+    pub fn node_events(&self, node_id: &str) -> Vec<StoredEvent> {
+        let conn = self.db_reader();
+        let mut stmt = conn
+            .prepare(
+                "SELECT seq, channel, owner, data, envelope FROM event
+                 WHERE json_extract(data, '$.id') = ?1 ORDER BY seq",
+            )
+            .expect("prepare");
+        let rows = stmt
+            .query_map([node_id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .expect("query events");
+        rows.map(|row| {
+            let (seq, channel, owner, data, envelope) = row.expect("event row");
+            StoredEvent {
+                seq,
+                channel,
+                owner,
+                data: serde_json::from_str(&data).expect("event data is JSON"),
+                envelope: serde_json::from_str(&envelope).expect("envelope is JSON"),
+            }
+        })
+        .collect()
+    }
+
+    /// How many events the history holds in total.
+    pub fn event_total(&self) -> i64 {
+        self.db_reader()
+            .query_row("SELECT count(*) FROM event", [], |r| r.get(0))
+            .expect("count events")
+    }
+
     /// Sends raw bytes on a new connection and reads one response.
     pub fn raw(&self, request: &[u8]) -> RawReply {
         raw_request(self.addr, request)
     }
+}
+
+/// One row of the `event` table, JSON columns parsed (key order kept).
+#[derive(Clone, Debug)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub channel: String,
+    pub owner: Option<String>,
+    pub data: Value,
+    pub envelope: Value,
 }
 
 /// A response read straight from the socket.

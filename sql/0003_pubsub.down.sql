@@ -1,0 +1,3 @@
+-- Exact inverse of 0003_pubsub.up.sql.
+DROP TABLE queue;
+DROP TABLE subscriber;

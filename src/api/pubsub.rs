@@ -1,0 +1,231 @@
+//! `/subscribe`, `/listen`, `/unsubscribe`, `/publish`, `/push`, `/pop`,
+//! `/stats/subscriptions`. Blocking calls are parked with the broker and
+//! never hold a worker thread.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use crate::app::App;
+use crate::auth;
+use crate::http::{ApiError, ApiResult, Reply, Req, Resp};
+use crate::model::event::{self, Event};
+use crate::model::validate::{Fields, ValidationItem, parse_bool_word};
+use crate::store::{events, queues, subscribers};
+use crate::timestamp;
+
+fn sub_id(text: &str) -> Result<u64, ApiError> {
+    text.parse::<u64>().map_err(|_| {
+        ApiError::validation(vec![ValidationItem::new(
+            vec![json!("path"), json!("sub_id")],
+            "Input should be a valid integer, unable to parse string as an integer",
+            "int_parsing",
+        )])
+    })
+}
+
+/// `POST /subscribe/{channel}?promisc=&subscriber_id=` (user).
+pub fn subscribe(app: &App, req: &Req, channel: &str) -> ApiResult {
+    let user = auth::user(&app.keys, &app.users, req)?;
+    let promiscuous = match req.query_param("promisc") {
+        None => false,
+        Some(v) => parse_bool_word(v).ok_or_else(|| {
+            ApiError::query_invalid("promisc", "Input should be a valid boolean", "bool_parsing")
+        })?,
+    };
+    let subscriber_id = req
+        .query_param("subscriber_id")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let (channel_name, username, sid) = (
+        channel.to_string(),
+        user.username.clone(),
+        subscriber_id.clone(),
+    );
+    let (id, position) = app.store.write(move |c| {
+        let id = subscribers::next_subscription_id(c)?;
+        let position = match &sid {
+            None => events::max_seq(c)?,
+            Some(sid) => {
+                let saved = subscribers::get(c, sid)?;
+                if let Some(saved) = &saved
+                    && saved.username != username
+                {
+                    return Err(ApiError {
+                        status: 403,
+                        detail: Value::String(format!("Subscriber {sid} owned by different user")),
+                        cause: None,
+                    });
+                }
+                let position = match saved {
+                    Some(saved) => saved.position,
+                    None => events::max_seq(c)?,
+                };
+                let state = subscribers::Subscriber {
+                    username,
+                    channel: channel_name,
+                    position,
+                };
+                subscribers::put(c, sid, &state)?;
+                position
+            }
+        };
+        Ok::<_, ApiError>((id, position))
+    })?;
+    let sub = app.broker.add(
+        id,
+        channel,
+        &user.username,
+        promiscuous,
+        subscriber_id,
+        position,
+    );
+    Ok(Resp::json(&sub.to_json()))
+}
+
+/// `GET /listen/{sub_id}` (user): the next message, waiting as long as
+/// needed (a BEEP at least every KEEP_ALIVE_PERIOD).
+pub fn listen(app: &App, req: &Req, id: &str) -> Result<Reply, ApiError> {
+    let user = auth::user(&app.keys, &app.users, req)?;
+    let id = sub_id(id)?;
+    match app.broker.listen(id, &user.username)? {
+        Some(resp) => Ok(Reply::Now(resp)),
+        None => {
+            let broker = Arc::clone(&app.broker);
+            Ok(Reply::Later(Box::new(move |responder| {
+                broker.park_listen(id, responder)
+            })))
+        }
+    }
+}
+
+/// `POST|GET /unsubscribe/{sub_id}` (user).
+pub fn unsubscribe(app: &App, req: &Req, id: &str) -> ApiResult {
+    let user = auth::user(&app.keys, &app.users, req)?;
+    let id = sub_id(id)?;
+    app.broker.remove(id, &user.username)?;
+    Ok(Resp::json(&Value::Null))
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|x| x != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// `POST /publish/{channel}` (user): stores the event, then wakes listeners.
+pub fn publish(app: &App, req: &Req, channel: &str) -> ApiResult {
+    let body = req.body()?;
+    let user = auth::user(&app.keys, &app.users, req)?;
+    let body = body.require()?;
+    let mut f = Fields::new(&body);
+    let data = f.raw("data").cloned();
+    match &data {
+        None => f.fail("data", "Field required", "missing"),
+        Some(d) if !truthy(d) => {
+            f.fail("data", "Value error, data must not be empty", "value_error")
+        }
+        Some(_) => {}
+    }
+    let kind = f.optional_str("type");
+    let source = f.optional_str("source");
+    let attributes = match f.raw("attributes") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => {
+            f.fail(
+                "attributes",
+                "Input should be a valid dictionary",
+                "dict_type",
+            );
+            Map::new()
+        }
+    };
+    f.finish()?;
+    let data = data.unwrap_or(Value::Null);
+    let mut owner_attr = Map::new();
+    owner_attr.insert("owner".into(), json!(user.username));
+    let mut envelope = event::envelope(
+        source.as_deref().unwrap_or(&app.config.cloud_events_source),
+        kind.as_deref().unwrap_or(event::DEFAULT_TYPE),
+        data.clone(),
+        owner_attr,
+    );
+    if let Value::Object(env) = &mut envelope {
+        for (key, value) in attributes {
+            let own = matches!(key.as_str(), "specversion" | "id" | "time");
+            if own || !env.contains_key(&key) {
+                env.insert(key, value);
+            }
+        }
+    }
+    let stored = Event {
+        id: crate::ids::new_id(),
+        timestamp: timestamp::now(),
+        channel: channel.to_string(),
+        owner: Some(user.username.clone()),
+        data,
+        envelope,
+    };
+    app.store.write(move |c| events::append(c, &stored))?;
+    Ok(Resp::json(&Value::Null))
+}
+
+/// `POST /push/{list}` (user): `data` is the payload, other members become
+/// envelope attributes.
+pub fn push(app: &App, req: &Req, list: &str) -> ApiResult {
+    let body = req.body()?;
+    auth::user(&app.keys, &app.users, req)?;
+    let body = body.require()?;
+    let mut f = Fields::new(&body);
+    if !f.has("data") {
+        f.fail("data", "Field required", "missing");
+    }
+    let kind = f.optional_str("type");
+    let source = f.optional_str("source");
+    f.finish()?;
+    let mut attributes = Map::new();
+    if let Value::Object(members) = &body {
+        for (key, value) in members {
+            if !matches!(key.as_str(), "data" | "type" | "source") {
+                attributes.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    let envelope = event::envelope(
+        source.as_deref().unwrap_or(&app.config.cloud_events_source),
+        kind.as_deref().unwrap_or(event::DEFAULT_TYPE),
+        body.get("data").cloned().unwrap_or(Value::Null),
+        attributes,
+    );
+    let list = list.to_string();
+    app.store
+        .write(move |c| queues::push(c, &list, &envelope))?;
+    Ok(Resp::json(&Value::Null))
+}
+
+/// `GET /pop/{list}` (user): the oldest message, waiting until there is one.
+pub fn pop(app: &App, req: &Req, list: &str) -> Result<Reply, ApiError> {
+    auth::user(&app.keys, &app.users, req)?;
+    match app.broker.pop(list)? {
+        Some(resp) => Ok(Reply::Now(resp)),
+        None => {
+            let broker = Arc::clone(&app.broker);
+            let list = list.to_string();
+            Ok(Reply::Later(Box::new(move |responder| {
+                broker.park_pop(list, responder)
+            })))
+        }
+    }
+}
+
+/// `GET /stats/subscriptions` (admin).
+pub fn stats(app: &App, req: &Req) -> ApiResult {
+    auth::admin(&app.keys, &app.users, req)?;
+    Ok(Resp::json(&Value::Array(app.broker.stats())))
+}

@@ -1,0 +1,184 @@
+//! The node state machine's timer: one thread that sleeps until the
+//! earliest pending deadline (or until a node changes) and performs the
+//! time-driven transitions itself, each an ordinary node update with its
+//! event. Also the periodic purges of old events and nodes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, select};
+
+use crate::model::event::Event;
+use crate::model::node::{CLOSING_GRACE_MS, Node};
+use crate::store::{Store, StoreError, events, nodes};
+use crate::timestamp::{self, Timestamp};
+
+/// Longest sleep without looking at the database.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// First node purge after start, then every PURGE_EVERY.
+const FIRST_NODE_PURGE: Duration = Duration::from_secs(600);
+const NODE_PURGE_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// Event-history expiry runs this often.
+const EVENT_PURGE_EVERY: Duration = Duration::from_secs(600);
+/// Most cascade rounds (closing parents of closing parents) in one pass.
+const MAX_CASCADE: usize = 64;
+
+fn grace() -> chrono::Duration {
+    chrono::Duration::milliseconds(CLOSING_GRACE_MS)
+}
+
+/// Settings of the timer.
+#[derive(Clone)]
+pub struct TimerConfig {
+    pub source: String,
+    pub event_ttl_secs: u64,
+    pub node_purge_age_days: u64,
+}
+
+/// The running timer thread.
+pub struct Timer {
+    stop: Sender<()>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+fn record(
+    c: &rusqlite::Connection,
+    source: &str,
+    old: &Node,
+    new: &Node,
+) -> Result<(), StoreError> {
+    nodes::update(c, new)?;
+    let data = new.event_data(false, Some((old.state.as_str(), old.result.as_deref())));
+    events::append(c, &Event::new("node", new.owner.as_deref(), data, source))?;
+    Ok(())
+}
+
+/// Whether anything is due at `now` (a cheap read before any write).
+fn due(store: &Store, now: &Timestamp) -> Result<bool, StoreError> {
+    store.read(|c| {
+        Ok(!nodes::timed_out(c, now)?.is_empty()
+            || !nodes::held_off(c, now)?.is_empty()
+            || !nodes::closing_without_pending(c, &(*now - grace()))?.is_empty())
+    })
+}
+
+/// Applies every transition due at `now` in one transaction; how many.
+pub fn tick(store: &Store, source: &str, now: Timestamp) -> Result<usize, StoreError> {
+    if !due(store, &now)? {
+        return Ok(0);
+    }
+    let source = source.to_string();
+    store.write(move |c| {
+        let mut changed = 0;
+        for node in nodes::timed_out(c, &now)? {
+            record(c, &source, &node, &node.on_timeout(now))?;
+            changed += 1;
+        }
+        for node in nodes::held_off(c, &now)? {
+            let pending = nodes::has_pending_descendant(c, &node.id)?;
+            record(c, &source, &node, &node.on_holdoff(pending, now))?;
+            changed += 1;
+        }
+        for _ in 0..MAX_CASCADE {
+            let ready = nodes::closing_without_pending(c, &(now - grace()))?;
+            if ready.is_empty() {
+                break;
+            }
+            for node in ready {
+                record(c, &source, &node, &node.on_descendants_done(now))?;
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    })
+}
+
+fn sleep_for(store: &Store) -> Duration {
+    let next = store
+        .read(|c| nodes::next_deadline(c, grace()))
+        .ok()
+        .flatten();
+    match next {
+        None => MAX_SLEEP,
+        Some(deadline) => {
+            let ms = (deadline - timestamp::now()).num_milliseconds() + 1;
+            Duration::from_millis(u64::try_from(ms.max(0)).unwrap_or(0)).min(MAX_SLEEP)
+        }
+    }
+}
+
+fn housekeeping(
+    store: &Store,
+    cfg: &TimerConfig,
+    next_events: &mut Instant,
+    next_nodes: &mut Instant,
+) {
+    let now = Instant::now();
+    if now >= *next_events {
+        *next_events = now + EVENT_PURGE_EVERY;
+        let ttl = chrono::Duration::seconds(
+            i64::try_from(cfg.event_ttl_secs).unwrap_or(i64::MAX / 2_000_000),
+        );
+        let oldest = timestamp::now() - ttl;
+        if let Err(err) = store.write(move |c| events::purge(c, &oldest)) {
+            eprintln!("kci-lite: event history purge failed: {err}");
+        }
+    }
+    if now >= *next_nodes {
+        *next_nodes = now + NODE_PURGE_EVERY;
+        let age = chrono::Duration::days(i64::try_from(cfg.node_purge_age_days).unwrap_or(36_500));
+        let cutoff = timestamp::now() - age;
+        match store.write(move |c| nodes::purge(c, &cutoff)) {
+            Ok(0) => {}
+            Ok(n) => eprintln!(
+                "kci-lite: purged {n} nodes older than {} days",
+                cfg.node_purge_age_days
+            ),
+            Err(err) => eprintln!("kci-lite: node purge failed: {err}"),
+        }
+    }
+}
+
+impl Timer {
+    /// Starts the timer; `wake` receives a message whenever nodes change.
+    pub fn start(
+        store: Arc<Store>,
+        cfg: TimerConfig,
+        wake: Receiver<()>,
+    ) -> Result<Timer, StoreError> {
+        let (stop, stop_rx) = crossbeam_channel::bounded(1);
+        let handle = std::thread::Builder::new()
+            .name("kci-timer".into())
+            .spawn(move || {
+                let mut next_events = Instant::now();
+                let mut next_nodes = Instant::now() + FIRST_NODE_PURGE;
+                loop {
+                    if let Err(err) = tick(&store, &cfg.source, timestamp::now()) {
+                        eprintln!("kci-lite: timer pass failed: {err}");
+                    }
+                    housekeeping(&store, &cfg, &mut next_events, &mut next_nodes);
+                    select! {
+                        recv(wake) -> msg => {
+                            if msg.is_err() { break; }
+                            while wake.try_recv().is_ok() {}
+                        }
+                        recv(stop_rx) -> _ => break,
+                        default(sleep_for(&store)) => {}
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Internal(format!("cannot start the timer thread: {e}")))?;
+        Ok(Timer {
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    /// Stops the timer thread.
+    pub fn stop(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
