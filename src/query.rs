@@ -159,9 +159,51 @@ fn parse_condition(key: &str, value: &str, schema: &Schema) -> Result<Condition,
     if op == Op::Re
         && let QValue::Str(pattern) = &value
     {
-        Regex::new(pattern).map_err(|e| QueryError(format!("Invalid regular expression: {e}")))?;
+        check_regex(pattern)?;
     }
     Ok(Condition { path, op, value })
+}
+
+/// A pattern the `regex` crate compiles and that PCRE (MongoDB) and Python
+/// would also accept: a repetition of a repetition (`a**`) is refused.
+pub fn check_regex(pattern: &str) -> Result<(), QueryError> {
+    Regex::new(pattern).map_err(|e| QueryError(format!("Invalid regular expression: {e}")))?;
+    let mut after_quantifier = false;
+    let mut in_class = false;
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+                after_quantifier = false;
+            }
+            '[' if !in_class => in_class = true,
+            ']' if in_class => in_class = false,
+            _ if in_class => {}
+            '*' | '{'
+                if after_quantifier
+                    && (c == '*' || chars.peek().is_some_and(char::is_ascii_digit)) =>
+            {
+                return Err(QueryError(format!(
+                    "Invalid regular expression: multiple repeat in '{pattern}'"
+                )));
+            }
+            '*' | '+' | '?' => {
+                // `??`, `*?`, `*+`: a lazy or possessive modifier ends it
+                after_quantifier = !after_quantifier;
+                continue;
+            }
+            '}' => {
+                after_quantifier = true;
+                continue;
+            }
+            _ => {}
+        }
+        if !matches!(c, '*' | '+' | '?' | '}') {
+            after_quantifier = false;
+        }
+    }
+    Ok(())
 }
 
 fn split_list(value: &str) -> Vec<String> {
@@ -170,8 +212,8 @@ fn split_list(value: &str) -> Vec<String> {
 
 fn convert_plain(value: &str, op: Op) -> QValue {
     match op {
+        Op::Eq if value == "null" => QValue::Null,
         Op::Eq => match value.to_ascii_lowercase().as_str() {
-            "null" => QValue::Null,
             "true" => QValue::Bool(true),
             "false" => QValue::Bool(false),
             _ => QValue::Str(value.to_string()),
@@ -615,6 +657,9 @@ mod tests {
             Some(QueryError("Unsupported query operator: like".into()))
         );
         assert!(bad(&[("name__re", "(")]).is_some());
+        assert!(bad(&[("name__re", "a**")]).is_some());
+        assert!(bad(&[("name__re", "a{2}*")]).is_some());
+        assert!(bad(&[("name__re", "a*?b+?c??[*+]x\\**")]).is_none());
         assert!(bad(&[("created", "yesterday")]).is_some());
         assert!(bad(&[("parent", "nope")]).is_some());
         assert!(bad(&[("data..x", "1")]).is_some());

@@ -430,11 +430,8 @@ fn required_string_list(f: &mut Fields, key: &str) -> Option<Vec<String>> {
                 .map(|v| v.as_str().map(str::to_string))
                 .collect();
             if strings.is_none() {
-                f.fail(
-                    key,
-                    "Input should be a valid list of strings",
-                    "string_type",
-                );
+                let at = first_non_string(items);
+                f.fail_item(key, at, "Input should be a valid string", "string_type");
             }
             strings
         }
@@ -452,8 +449,9 @@ fn string_list_or_null(f: &mut Fields, key: &str) -> Option<Value> {
         Value::Array(items) if items.iter().all(Value::is_string) => {
             Some(Value::Array(items.clone()))
         }
-        Value::Array(_) => {
-            f.fail(key, "Input should be a valid string", "string_type");
+        Value::Array(items) => {
+            let at = first_non_string(items);
+            f.fail_item(key, at, "Input should be a valid string", "string_type");
             None
         }
         _ => {
@@ -461,6 +459,10 @@ fn string_list_or_null(f: &mut Fields, key: &str) -> Option<Value> {
             None
         }
     }
+}
+
+fn first_non_string(items: &[Value]) -> usize {
+    items.iter().position(|v| !v.is_string()).unwrap_or(0)
 }
 
 fn optional_id(f: &mut Fields, key: &str) -> Option<String> {

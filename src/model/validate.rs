@@ -70,6 +70,15 @@ impl<'a> Fields<'a> {
         self.errors.push(ValidationItem::new(loc(key), msg, kind));
     }
 
+    /// Records a problem at `["body", key, index]` (an element of a list).
+    pub fn fail_item(&mut self, key: &str, index: usize, msg: &str, kind: &str) {
+        self.errors.push(ValidationItem::new(
+            vec![json!("body"), json!(key), json!(index)],
+            msg,
+            kind,
+        ));
+    }
+
     fn missing(&mut self, key: &str) {
         if self.obj.is_some() {
             self.fail(key, "Field required", "missing");
