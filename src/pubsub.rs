@@ -21,6 +21,8 @@ use crate::timestamp::{self, Timestamp};
 
 /// Subscriptions polled once and then not for this long are removed.
 const STALE_AFTER: Duration = Duration::from_secs(15 * 60);
+/// Most new events read per channel for parked listeners at once.
+const FAN_OUT_LIMIT: i64 = 512;
 /// How often the dispatcher looks for stale subscriptions.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
@@ -376,13 +378,9 @@ impl Broker {
             select! {
                 recv(notices) -> batch => {
                     let Ok(batch) = batch else { break };
+                    parked = self.fan_out(parked, &batch);
                     let due = |p: &Parked| match p {
-                        Parked::Listen { sub, .. } => {
-                            let state = self.lock();
-                            state.subs.get(sub).is_none_or(|s| {
-                                batch.contains(&Notice::Channel(s.channel.clone()))
-                            })
-                        }
+                        Parked::Listen { .. } => false,
                         Parked::Pop { list, .. } => batch.contains(&Notice::List(list.clone())),
                     };
                     parked = self.retry(parked, due);
@@ -427,6 +425,93 @@ impl Broker {
                 .to_resp(),
             );
         }
+    }
+
+    /// Answers parked listens of the channels in `batch` from ONE read of
+    /// each channel's new events (instead of one query per listener).
+    fn fan_out(&self, parked: Vec<Parked>, batch: &[Notice]) -> Vec<Parked> {
+        let mut kept = Vec::with_capacity(parked.len());
+        let mut waiting: HashMap<String, Vec<(u64, Responder)>> = HashMap::new();
+        for p in parked {
+            match p {
+                Parked::Listen { sub, responder } => {
+                    let channel = self.lock().subs.get(&sub).map(|s| s.channel.clone());
+                    match channel {
+                        Some(ch) if batch.contains(&Notice::Channel(ch.clone())) => {
+                            waiting.entry(ch).or_default().push((sub, responder));
+                        }
+                        Some(_) => kept.push(Parked::Listen { sub, responder }),
+                        None => responder.send(not_found(sub).to_resp()),
+                    }
+                }
+                other => kept.push(other),
+            }
+        }
+        for (channel, listeners) in waiting {
+            let from = {
+                let state = self.lock();
+                listeners
+                    .iter()
+                    .filter_map(|(id, _)| state.subs.get(id).map(|s| s.cursor))
+                    .min()
+                    .unwrap_or(0)
+            };
+            let oldest = self.oldest();
+            let read = self.store.read(|c| {
+                let upto = events::max_seq(c)?;
+                let found = events::since(c, &channel, from, upto, &oldest, FAN_OUT_LIMIT)?;
+                Ok::<_, StoreError>((upto, found))
+            });
+            let (upto, found) = match read {
+                Ok(r) => r,
+                Err(err) => {
+                    eprintln!("kci-lite: pub/sub read failed: {err}");
+                    kept.extend(
+                        listeners
+                            .into_iter()
+                            .map(|(sub, responder)| Parked::Listen { sub, responder }),
+                    );
+                    continue;
+                }
+            };
+            let complete = found.len() < usize::try_from(FAN_OUT_LIMIT).unwrap_or(usize::MAX);
+            for (sub, responder) in listeners {
+                let answer = {
+                    let mut state = self.lock();
+                    match state.subs.get_mut(&sub) {
+                        None => Some(not_found(sub).to_resp()),
+                        Some(s) => {
+                            let next = found.iter().find(|d| {
+                                d.seq > s.cursor
+                                    && (s.promiscuous
+                                        || d.owner.as_ref().is_none_or(|o| *o == s.user))
+                            });
+                            match next {
+                                Some(d) => {
+                                    s.cursor = d.seq;
+                                    Some(message(&channel, with_sequence(&d.envelope, d.seq)))
+                                }
+                                None if complete => {
+                                    s.cursor = s.cursor.max(upto);
+                                    None
+                                }
+                                None => None,
+                            }
+                        }
+                    }
+                };
+                match answer {
+                    Some(resp) => responder.send(resp),
+                    None if complete => kept.push(Parked::Listen { sub, responder }),
+                    None => {
+                        if let Some(p) = self.attempt(Parked::Listen { sub, responder }) {
+                            kept.push(p);
+                        }
+                    }
+                }
+            }
+        }
+        kept
     }
 
     /// Attempts every parked request selected by `due`, in order; keeps

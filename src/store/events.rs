@@ -73,6 +73,43 @@ pub fn next_for(
     .optional()?)
 }
 
+/// A stored event as subscribers see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    pub seq: i64,
+    pub owner: Option<String>,
+    pub envelope: String,
+}
+
+/// Up to `limit` events on `channel` with `after < seq <= upto`, not older
+/// than `oldest`, in sequence order (one read serves every parked listener
+/// of the channel).
+pub fn since(
+    c: &Connection,
+    channel: &str,
+    after: i64,
+    upto: i64,
+    oldest: &Timestamp,
+    limit: i64,
+) -> Result<Vec<Delivery>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT seq, owner, envelope FROM event
+         WHERE channel = ?1 AND seq > ?2 AND seq <= ?3 AND timestamp >= ?4
+         ORDER BY seq LIMIT ?5",
+    )?;
+    let rows = stmt.query_map(
+        params![channel, after, upto, timestamp::format(oldest), limit],
+        |r| {
+            Ok(Delivery {
+                seq: r.get(0)?,
+                owner: r.get(1)?,
+                envelope: r.get(2)?,
+            })
+        },
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// What `GET /events` asks for.
 #[derive(Default)]
 pub struct EventQuery {
