@@ -158,6 +158,11 @@ impl Config {
                 .ok_or_else(|| ConfigError("ACCESS_TOKEN_EXPIRE_MINUTES: too large".into()))?,
             (None, None) => DEFAULT_TOKEN_LIFETIME_SECS,
         };
+        if token_lifetime_secs > MAX_SECONDS {
+            return Err(ConfigError(format!(
+                "ACCESS_TOKEN_EXPIRE_SECONDS / _MINUTES: at most {MAX_SECONDS} seconds"
+            )));
+        }
         let initial_admin_username =
             get("KCI_INITIAL_ADMIN_USERNAME").unwrap_or_else(|| "admin".to_string());
         let initial_admin_email = get("KCI_INITIAL_ADMIN_EMAIL")
@@ -165,9 +170,10 @@ impl Config {
         let keep_alive_secs = match get("KEEP_ALIVE_PERIOD") {
             Some(v) => {
                 let secs = parse_num::<f64>("KEEP_ALIVE_PERIOD", &v)?;
-                if !(secs > 0.0 && secs.is_finite()) {
+                if !(secs > 0.0 && secs <= 86400.0) {
                     return Err(ConfigError(
-                        "KEEP_ALIVE_PERIOD: must be a positive number of seconds".into(),
+                        "KEEP_ALIVE_PERIOD: must be a positive number of seconds (at most 86400)"
+                            .into(),
                     ));
                 }
                 secs
@@ -290,15 +296,28 @@ fn parse_num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigE
         .map_err(|_| ConfigError(format!("{name}: '{value}' is not a valid number")))
 }
 
+/// Longest retention or age accepted (100 years), so that date arithmetic
+/// can never overflow.
+const MAX_SECONDS: u64 = 100 * 365 * 24 * 3600;
+
 fn opt_num(
     get: &dyn Fn(&str) -> Option<String>,
     name: &str,
     default: u64,
 ) -> Result<u64, ConfigError> {
-    match get(name) {
-        Some(v) => parse_num(name, &v),
-        None => Ok(default),
+    let value = match get(name) {
+        Some(v) => parse_num(name, &v)?,
+        None => default,
+    };
+    let limit = if name.ends_with("_DAYS") {
+        MAX_SECONDS / 86400
+    } else {
+        MAX_SECONDS
+    };
+    if value > limit {
+        return Err(ConfigError(format!("{name}: at most {limit}")));
     }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -343,6 +362,8 @@ mod tests {
             ("KEEP_ALIVE_PERIOD", "-1"),
             ("KCI_SYNCHRONOUS", "off"),
             ("SECRET_KEY", "short"),
+            ("EVENT_HISTORY_TTL_SECONDS", "99999999999999999"),
+            ("NODE_PURGE_AGE_DAYS", "99999999"),
         ] {
             let mut v = vars(&[(name, value)]);
             v.insert("SMTP_HOST".into(), "localhost".into());

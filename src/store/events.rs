@@ -161,14 +161,30 @@ pub fn list(c: &Connection, q: &EventQuery) -> Result<Vec<serde_json::Value>, St
         Value::Integer(q.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX))),
     );
     let sql = format!(
-        "SELECT {EVENT_DOC} FROM event WHERE {} ORDER BY seq LIMIT {limit}",
+        "SELECT id, timestamp, seq, channel, owner, data FROM event WHERE {} ORDER BY seq LIMIT {limit}",
         clauses.join(" AND ")
     );
     let mut stmt = c.prepare(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
-        r.get::<_, String>(0)
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, Option<String>>(4)?,
+            r.get::<_, String>(5)?,
+        ))
     })?;
-    rows.map(|doc| Ok(serde_json::from_str(&doc?)?)).collect()
+    // Built here rather than by json_object() so that a deeply nested
+    // `data` is parsed at its own depth.
+    rows.map(|row| {
+        let (id, ts, seq, channel, owner, data) = row?;
+        Ok(serde_json::json!({
+            "id": id, "timestamp": ts, "sequence_id": seq, "channel": channel,
+            "owner": owner, "data": serde_json::from_str::<serde_json::Value>(&data)?,
+        }))
+    })
+    .collect()
 }
 
 /// Deletes events older than `oldest`; how many.

@@ -244,7 +244,7 @@ pub fn next_deadline(
     let childless = childless
         .as_deref()
         .and_then(timestamp::parse)
-        .map(|t| t + grace);
+        .and_then(|t| t.checked_add_signed(grace));
     Ok(match (deadline, childless) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
