@@ -1,10 +1,8 @@
 //! User group SQL.
 
-use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::users::clamp;
-use super::{StoreError, filter_sql};
+use super::{StoreError, page};
 use crate::model::user::Group;
 use crate::query::{Filter, SqlTable, doc_table};
 
@@ -56,21 +54,13 @@ pub fn list(
     limit: u64,
     offset: u64,
 ) -> Result<(Vec<Group>, u64), StoreError> {
-    let (cond, mut args) = filter_sql(filter, &GROUPS)?;
-    let total: i64 = c.query_row(
-        &format!("SELECT count(*) FROM user_group WHERE {cond}"),
-        rusqlite::params_from_iter(args.iter()),
-        |r| r.get(0),
-    )?;
-    args.push(Value::Integer(clamp(limit)));
-    args.push(Value::Integer(clamp(offset)));
-    let n = args.len();
-    let sql = format!(
-        "SELECT id, name FROM user_group WHERE {cond} ORDER BY id LIMIT ?{} OFFSET ?{}",
-        n - 1,
-        n
-    );
-    let mut stmt = c.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), group)?;
-    Ok((rows.collect::<Result<_, _>>()?, total.max(0) as u64))
+    page(
+        c,
+        "user_group",
+        "id, name",
+        &GROUPS,
+        filter,
+        (limit, offset),
+        |r| Ok(group(r)?),
+    )
 }

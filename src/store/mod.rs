@@ -161,6 +161,44 @@ pub fn filter_sql(
     Ok((sql, params))
 }
 
+/// SQLite integers are signed: larger limits mean "everything".
+pub(crate) fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// One page of `table_name` rows matching `filter` in id order (`columns`
+/// selected, each row mapped by `map`) and the total number of matches.
+pub(crate) fn page<T>(
+    c: &Connection,
+    table_name: &str,
+    columns: &str,
+    table: &SqlTable,
+    filter: &Filter,
+    (limit, offset): (u64, u64),
+    mut map: impl FnMut(&rusqlite::Row) -> Result<T, StoreError>,
+) -> Result<(Vec<T>, u64), StoreError> {
+    let (cond, mut args) = filter_sql(filter, table)?;
+    let total: i64 = c.query_row(
+        &format!("SELECT count(*) FROM {table_name} WHERE {cond}"),
+        rusqlite::params_from_iter(args.iter()),
+        |r| r.get(0),
+    )?;
+    args.push(rusqlite::types::Value::Integer(clamp(limit)));
+    args.push(rusqlite::types::Value::Integer(clamp(offset)));
+    let n = args.len();
+    let sql = format!(
+        "SELECT {columns} FROM {table_name} WHERE {cond} ORDER BY id LIMIT ?{} OFFSET ?{n}",
+        n - 1
+    );
+    let mut stmt = c.prepare(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+    let mut items = Vec::new();
+    while let Some(row) = rows.next()? {
+        items.push(map(row)?);
+    }
+    Ok((items, u64::try_from(total).unwrap_or(0)))
+}
+
 impl Store {
     /// Opens (creating if needed) and migrates the database, then starts the
     /// writer thread and the reader pool.

@@ -1,9 +1,9 @@
 //! Node SQL: one JSON document per node plus indexed columns.
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension};
 
-use super::users::clamp;
+use super::clamp;
 use super::{StoreError, filter_sql};
 use crate::model::node::Node;
 use crate::query::{self, Filter, NODE_TABLE};
@@ -31,67 +31,54 @@ pub fn exists(c: &Connection, id: &str) -> Result<bool, StoreError> {
     )?)
 }
 
-fn row_values(node: &Node) -> (serde_json::Value, bool) {
+/// The row of a node: columns in the order of INSERT_SQL / UPDATE_SQL.
+fn row(node: &Node) -> Vec<Value> {
     let doc = node.to_json();
-    let regular = query::is_regular(&doc, &NODE_TABLE);
-    (doc, !regular)
+    let irregular = !query::is_regular(&doc, &NODE_TABLE);
+    let text = |s: &str| Value::Text(s.to_string());
+    let opt = |s: Option<&str>| s.map_or(Value::Null, text);
+    vec![
+        text(&node.id),
+        text(&node.kind),
+        text(&node.name),
+        text(&node.state),
+        opt(node.result.as_deref()),
+        opt(node.parent.as_deref()),
+        opt(node.owner.as_deref()),
+        opt(node.group.as_deref()),
+        opt(node.treeid.as_deref()),
+        Value::Text(timestamp::format(&node.created)),
+        Value::Text(timestamp::format(&node.updated)),
+        Value::Text(timestamp::format(&node.timeout)),
+        node.holdoff
+            .as_ref()
+            .map_or(Value::Null, |t| Value::Text(timestamp::format(t))),
+        Value::Integer(i64::from(irregular)),
+        Value::Text(doc.to_string()),
+    ]
 }
 
 /// Stores a new node.
 pub fn insert(c: &Connection, node: &Node) -> Result<(), StoreError> {
-    let (doc, irregular) = row_values(node);
     super::notice(super::Notice::Nodes);
     c.execute(
         "INSERT INTO node (id, kind, name, state, result, parent, owner, grp, treeid,
                            created, updated, timeout, holdoff, irregular, doc)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-        params![
-            node.id,
-            node.kind,
-            node.name,
-            node.state,
-            node.result,
-            node.parent,
-            node.owner,
-            node.group,
-            node.treeid,
-            timestamp::format(&node.created),
-            timestamp::format(&node.updated),
-            timestamp::format(&node.timeout),
-            node.holdoff.as_ref().map(timestamp::format),
-            irregular,
-            doc.to_string(),
-        ],
+        rusqlite::params_from_iter(row(node)),
     )?;
     Ok(())
 }
 
 /// Replaces a stored node; `NotFound` if it is gone.
 pub fn update(c: &Connection, node: &Node) -> Result<(), StoreError> {
-    let (doc, irregular) = row_values(node);
     super::notice(super::Notice::Nodes);
     let n = c.execute(
         "UPDATE node SET kind = ?2, name = ?3, state = ?4, result = ?5, parent = ?6,
                 owner = ?7, grp = ?8, treeid = ?9, created = ?10, updated = ?11,
                 timeout = ?12, holdoff = ?13, irregular = ?14, doc = ?15
          WHERE id = ?1",
-        params![
-            node.id,
-            node.kind,
-            node.name,
-            node.state,
-            node.result,
-            node.parent,
-            node.owner,
-            node.group,
-            node.treeid,
-            timestamp::format(&node.created),
-            timestamp::format(&node.updated),
-            timestamp::format(&node.timeout),
-            node.holdoff.as_ref().map(timestamp::format),
-            irregular,
-            doc.to_string(),
-        ],
+        rusqlite::params_from_iter(row(node)),
     )?;
     if n == 0 {
         return Err(StoreError::NotFound);

@@ -1,10 +1,9 @@
 //! User SQL. The document column holds `UserRead`; the hash has its own
 //! column so that no filter or response can reach it.
 
-use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{StoreError, filter_sql};
+use super::{StoreError, page};
 use crate::model::user::User;
 use crate::query::{Filter, SqlTable, doc_table};
 
@@ -121,27 +120,8 @@ pub fn list(
     limit: u64,
     offset: u64,
 ) -> Result<(Vec<User>, u64), StoreError> {
-    let (cond, mut args) = filter_sql(filter, &USERS)?;
-    let total: i64 = c.query_row(
-        &format!("SELECT count(*) FROM user WHERE {cond}"),
-        rusqlite::params_from_iter(args.iter()),
-        |r| r.get(0),
-    )?;
-    args.push(Value::Integer(clamp(limit)));
-    args.push(Value::Integer(clamp(offset)));
-    let n = args.len();
-    let sql = format!(
-        "SELECT doc, hashed_password FROM user WHERE {cond} ORDER BY id LIMIT ?{} OFFSET ?{}",
-        n - 1,
-        n
-    );
-    let mut stmt = c.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?;
-    let users = rows.map(|r| decode(r?)).collect::<Result<_, _>>()?;
-    Ok((users, total.max(0) as u64))
-}
-
-/// SQLite integers are signed: larger limits mean "everything".
-pub(crate) fn clamp(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
+    let columns = "doc, hashed_password";
+    page(c, "user", columns, &USERS, filter, (limit, offset), |r| {
+        decode(from_row(r)?)
+    })
 }
