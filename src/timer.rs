@@ -20,6 +20,9 @@ const FIRST_NODE_PURGE: Duration = Duration::from_secs(600);
 const NODE_PURGE_EVERY: Duration = Duration::from_secs(24 * 3600);
 /// Event-history expiry runs this often.
 const EVENT_PURGE_EVERY: Duration = Duration::from_secs(600);
+/// Shortest time between two scans of the closing nodes (each node change
+/// asks for one; the contract allows one second).
+const CLOSING_SCAN_EVERY: Duration = Duration::from_millis(250);
 /// Most cascade rounds (closing parents of closing parents) in one pass.
 const MAX_CASCADE: usize = 64;
 
@@ -54,17 +57,24 @@ fn record(
 }
 
 /// Whether anything is due at `now` (a cheap read before any write).
-fn due(store: &Store, now: &Timestamp) -> Result<bool, StoreError> {
+fn due(store: &Store, now: &Timestamp, closing: bool) -> Result<bool, StoreError> {
     store.read(|c| {
         Ok(!nodes::timed_out(c, now)?.is_empty()
             || !nodes::held_off(c, now)?.is_empty()
-            || !nodes::closing_without_pending(c, &(*now - grace()))?.is_empty())
+            || (closing && !nodes::closing_without_pending(c, &(*now - grace()))?.is_empty()))
     })
 }
 
 /// Applies every transition due at `now` in one transaction; how many.
-pub fn tick(store: &Store, source: &str, now: Timestamp) -> Result<usize, StoreError> {
-    if !due(store, &now)? {
+/// `closing`: also look for closing nodes whose descendants are all done
+/// (a scan of the closing nodes, so the caller rate-limits it).
+pub fn tick(
+    store: &Store,
+    source: &str,
+    now: Timestamp,
+    closing: bool,
+) -> Result<usize, StoreError> {
+    if !due(store, &now, closing)? {
         return Ok(0);
     }
     let source = source.to_string();
@@ -79,7 +89,13 @@ pub fn tick(store: &Store, source: &str, now: Timestamp) -> Result<usize, StoreE
             record(c, &source, &node, &node.on_holdoff(pending, now))?;
             changed += 1;
         }
-        for _ in 0..MAX_CASCADE {
+        // A node that just went done may complete its closing parent.
+        let rounds = if closing || changed > 0 {
+            MAX_CASCADE
+        } else {
+            0
+        };
+        for _ in 0..rounds {
             let ready = nodes::closing_without_pending(c, &(now - grace()))?;
             if ready.is_empty() {
                 break;
@@ -152,18 +168,33 @@ impl Timer {
             .spawn(move || {
                 let mut next_events = Instant::now();
                 let mut next_nodes = Instant::now() + FIRST_NODE_PURGE;
+                // Nodes changed since the last closing scan (true at start:
+                // deadlines passed while the server was down).
+                let mut changed = true;
+                let mut last_scan = Instant::now() - CLOSING_SCAN_EVERY;
                 loop {
-                    if let Err(err) = tick(&store, &cfg.source, timestamp::now()) {
+                    let scan = changed && last_scan.elapsed() >= CLOSING_SCAN_EVERY;
+                    if scan {
+                        changed = false;
+                        last_scan = Instant::now();
+                    }
+                    if let Err(err) = tick(&store, &cfg.source, timestamp::now(), scan) {
                         eprintln!("kci-lite: timer pass failed: {err}");
                     }
                     housekeeping(&store, &cfg, &mut next_events, &mut next_nodes);
+                    let mut wait = sleep_for(&store);
+                    if changed {
+                        wait = wait.min(CLOSING_SCAN_EVERY.saturating_sub(last_scan.elapsed()));
+                    }
                     select! {
                         recv(wake) -> msg => {
                             if msg.is_err() { break; }
                             while wake.try_recv().is_ok() {}
+                            changed = true;
                         }
                         recv(stop_rx) -> _ => break,
-                        default(sleep_for(&store)) => {}
+                        // a deadline (maybe a childless closing node's grace)
+                        default(wait) => changed = true,
                     }
                 }
             })
