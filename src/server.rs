@@ -43,9 +43,28 @@ impl Running {
     }
 }
 
+/// A listening socket with TCP_NODELAY, which accepted connections
+/// inherit: tiny_http writes the headers and a body over 1 KiB in two
+/// writes, and with Nagle's algorithm the second waits for the client's
+/// delayed ACK (about 40 ms per response).
+fn listen(bind: &str) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::net::ToSocketAddrs;
+    let addr = bind.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
+    })?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 /// Binds `bind` and starts the worker threads.
 pub fn start(app: Arc<App>, bind: &str) -> Result<Running, StartError> {
-    let server = tiny_http::Server::http(bind)
+    let listener = listen(bind).map_err(|e| StartError(format!("cannot listen on {bind}: {e}")))?;
+    let server = tiny_http::Server::from_listener(listener, None)
         .map_err(|e| StartError(format!("cannot listen on {bind}: {e}")))?;
     let addr = server
         .server_addr()
