@@ -1089,13 +1089,13 @@ fn main() {
     let cores = thread::available_parallelism().map_or(0, |n| n.get());
 
     println!(
-        "kci-lite node benchmark: {} nodes ({} checkouts × 1 : {} kbuilds : {} jobs : {} tests \
-         = {} nodes each), {} connections",
+        "kci-lite node benchmark: {} nodes = {} checkout subtrees of 1 checkout, {} kbuilds, \
+         {} jobs, {} tests ({} nodes; the last one may be cut short); {} connections",
         options.nodes,
         tree.revisions.len(),
         KBUILDS_PER_CHECKOUT,
-        JOBS_PER_KBUILD,
-        TESTS_PER_JOB,
+        KBUILDS_PER_CHECKOUT * JOBS_PER_KBUILD,
+        KBUILDS_PER_CHECKOUT * JOBS_PER_KBUILD * TESTS_PER_JOB,
         NODES_PER_CHECKOUT,
         options.connections
     );
@@ -1161,8 +1161,7 @@ fn main() {
     });
     server.stop();
 
-    let db = &dir_path.join("kci.db");
-    let db_size = file_size(&db);
+    let db_size = file_size(&dir_path.join("kci.db"));
     let wal_size = file_size(&dir_path.join("kci.db-wal"));
     let load_nodes = first.nodes + second.nodes;
     let load_time = first.time + second.time;
@@ -1205,21 +1204,18 @@ fn main() {
         "queries (one connection, sequential; latency in ms; n = samples; \
          /nodes = default page of 50 with total)"
     );
-    let full_label = at_full
-        .as_ref()
-        .map_or(String::new(), |_| format!("{} nodes", options.nodes));
-    println!(
-        "  {:<28} {:<7} | {:^34} | {:^34} | {}",
-        "",
-        "",
-        format!("{small} nodes"),
-        full_label,
-        if at_full.is_some() { "p50 ratio" } else { "" }
-    );
-    println!(
-        "  {:<28} {:<7} | {:>8} {:>8} {:>8} {:>6} | {:>8} {:>8} {:>8} {:>6} |",
-        "query", "path", "matches", "p50", "p99", "n", "matches", "p50", "p99", "n"
-    );
+    let columns = format!("{:>8} {:>8} {:>8} {:>6}", "matches", "p50", "p99", "n");
+    let mut title = format!("  {:<36} | {:^34} |", "", format!("{small} nodes"));
+    let mut head = format!("  {:<28} {:<7} | {columns} |", "query", "path");
+    if at_full.is_some() {
+        title.push_str(&format!(
+            " {:^34} | p50 ratio",
+            format!("{} nodes", options.nodes)
+        ));
+        head.push_str(&format!(" {columns} |"));
+    }
+    println!("{title}");
+    println!("{head}");
     for (i, q) in query_set.iter().enumerate() {
         for (endpoint, pick) in [("/nodes", 0), ("/count", 1)] {
             let choose = |pair: &(Latency, Latency)| -> (u64, usize, f64, f64) {

@@ -2,6 +2,7 @@
 DROP TABLE event;
 DROP INDEX node_k_tree;
 DROP INDEX node_k_branch;
+DROP INDEX node_k_tree_branch;
 DROP INDEX node_k_commit;
 DROP INDEX node_d_arch;
 DROP INDEX node_d_defconfig;

@@ -30,14 +30,17 @@ CREATE INDEX node_irregular ON node (irregular, id);
 CREATE INDEX node_pending_timeout ON node (timeout) WHERE state IN ('running', 'available', 'closing');
 CREATE INDEX node_pending_holdoff ON node (holdoff) WHERE state = 'available' AND holdoff IS NOT NULL;
 
--- The data paths pipelines query most.
-CREATE INDEX node_k_tree ON node (json_extract(doc, '$.data.kernel_revision.tree'));
-CREATE INDEX node_k_branch ON node (json_extract(doc, '$.data.kernel_revision.branch'));
-CREATE INDEX node_k_commit ON node (json_extract(doc, '$.data.kernel_revision.commit'));
-CREATE INDEX node_d_arch ON node (json_extract(doc, '$.data.arch'));
-CREATE INDEX node_d_defconfig ON node (json_extract(doc, '$.data.defconfig'));
-CREATE INDEX node_d_platform ON node (json_extract(doc, '$.data.platform'));
-CREATE INDEX node_d_runtime ON node (json_extract(doc, '$.data.runtime'));
+-- The data paths pipelines query most (ending in id, like the others), and
+-- the tree + branch pair that dashboards and schedulers ask for together.
+CREATE INDEX node_k_tree ON node (json_extract(doc, '$.data.kernel_revision.tree'), id);
+CREATE INDEX node_k_branch ON node (json_extract(doc, '$.data.kernel_revision.branch'), id);
+CREATE INDEX node_k_tree_branch ON node (json_extract(doc, '$.data.kernel_revision.tree'),
+                                         json_extract(doc, '$.data.kernel_revision.branch'), id);
+CREATE INDEX node_k_commit ON node (json_extract(doc, '$.data.kernel_revision.commit'), id);
+CREATE INDEX node_d_arch ON node (json_extract(doc, '$.data.arch'), id);
+CREATE INDEX node_d_defconfig ON node (json_extract(doc, '$.data.defconfig'), id);
+CREATE INDEX node_d_platform ON node (json_extract(doc, '$.data.platform'), id);
+CREATE INDEX node_d_runtime ON node (json_extract(doc, '$.data.runtime'), id);
 
 -- Every stored event (node events, /publish), written in the transaction
 -- that caused it. seq is the contract's sequence_id: strictly increasing,

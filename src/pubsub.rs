@@ -270,7 +270,7 @@ impl Broker {
             match found {
                 (_, Some((seq, envelope))) => {
                     current.cursor = seq;
-                    return Ok(Some(message(&sub.channel, with_sequence(&envelope, seq))));
+                    return Ok(Some(message(&sub.channel, envelope)));
                 }
                 (upto, None) => {
                     current.cursor = current.cursor.max(upto);
@@ -489,7 +489,7 @@ impl Broker {
                             match next {
                                 Some(d) => {
                                     s.cursor = d.seq;
-                                    Some(message(&channel, with_sequence(&d.envelope, d.seq)))
+                                    Some(message(&channel, d.envelope.clone()))
                                 }
                                 None if complete => {
                                     s.cursor = s.cursor.max(upto);
@@ -528,16 +528,5 @@ impl Broker {
             }
         }
         kept
-    }
-}
-
-/// The stored envelope with `_sequence_id` appended.
-fn with_sequence(envelope: &str, seq: i64) -> String {
-    match serde_json::from_str::<Value>(envelope) {
-        Ok(Value::Object(mut map)) => {
-            map.insert("_sequence_id".into(), json!(seq));
-            Value::Object(map).to_string()
-        }
-        _ => envelope.to_string(),
     }
 }

@@ -542,26 +542,37 @@ pub fn to_sql(
 ) -> Result<(String, Vec<Param>), serde_json::Error> {
     let mut b = Builder { params: Vec::new() };
     let mut clauses = Vec::new();
+    // Conditions on indexed paths: for regular rows in json_extract form
+    // (served by the expression indexes), for irregular rows by kci_match.
+    // (A_reg OR A_irr) AND (B_reg OR B_irr) is written as
+    // (A_reg AND B_reg AND regular) OR (A_irr AND B_irr AND irregular),
+    // which is the same (a row is one or the other) but lets SQLite use one
+    // composite index for all the regular conditions together.
+    let mut regular = Vec::new();
+    let mut exact = Vec::new();
     for cond in &filter.conditions {
         let field = cond.path.join(".");
         let column = table.columns.iter().find(|(f, _)| *f == field);
         let indexed = table.indexed_paths.iter().find(|(f, _)| *f == field);
-        let clause = match (column, indexed, table.irregular) {
-            (Some((_, col)), _, _) => column_sql(&mut b, col, cond),
-            (None, Some((_, path)), Some(flag)) => {
-                let regular = path_sql(&mut b, table.doc, path, cond);
-                let exact = b.text(&serde_json::to_string(cond)?);
-                format!(
-                    "(({regular} AND {flag} = 0) OR ({flag} = 1 AND kci_match({}, {exact})))",
-                    table.doc
-                )
+        match (column, indexed, table.irregular) {
+            (Some((_, col)), _, _) => clauses.push(column_sql(&mut b, col, cond)),
+            (None, Some((_, path)), Some(_)) => {
+                regular.push(path_sql(&mut b, table.doc, path, cond));
+                let json = b.text(&serde_json::to_string(cond)?);
+                exact.push(format!("kci_match({}, {json})", table.doc));
             }
             _ => {
                 let json = b.text(&serde_json::to_string(cond)?);
-                format!("kci_match({}, {json})", table.doc)
+                clauses.push(format!("kci_match({}, {json})", table.doc));
             }
-        };
-        clauses.push(clause);
+        }
+    }
+    if let (false, Some(flag)) = (regular.is_empty(), table.irregular) {
+        clauses.push(format!(
+            "(({} AND {flag} = 0) OR ({flag} = 1 AND {}))",
+            regular.join(" AND "),
+            exact.join(" AND ")
+        ));
     }
     let sql = if clauses.is_empty() {
         "1".to_string()

@@ -15,6 +15,35 @@ const EVENT_DOC: &str = "json_object('id', id, 'timestamp', timestamp, 'sequence
                          'channel', channel, 'owner', owner, 'data', json(data))";
 const EVENTS: SqlTable = doc_table(EVENT_DOC);
 
+/// The envelope as stored: its `data` (a copy of the data column) left out
+/// as null, to be put back by [`deliverable`].
+fn stored_envelope(envelope: &serde_json::Value) -> String {
+    let mut envelope = envelope.clone();
+    if let Some(data) = envelope.get_mut("data") {
+        *data = serde_json::Value::Null;
+    }
+    envelope.to_string()
+}
+
+/// The CloudEvent text a subscriber receives: the stored envelope with its
+/// data put back and `_sequence_id` appended.
+pub fn deliverable(envelope: &str, data: &str, seq: i64) -> String {
+    let parsed = (
+        serde_json::from_str::<serde_json::Value>(envelope),
+        serde_json::from_str::<serde_json::Value>(data),
+    );
+    match parsed {
+        (Ok(serde_json::Value::Object(mut env)), Ok(data)) => {
+            env.insert("data".into(), data);
+            env.insert("_sequence_id".into(), serde_json::json!(seq));
+            serde_json::Value::Object(env).to_string()
+        }
+        // Too deeply nested to parse back (never from this server's own
+        // writes): deliver the stored text rather than nothing.
+        _ => envelope.to_string(),
+    }
+}
+
 /// Appends an event; returns its sequence number. Listeners of the channel
 /// are told after COMMIT.
 pub fn append(c: &Connection, event: &Event) -> Result<i64, StoreError> {
@@ -27,7 +56,7 @@ pub fn append(c: &Connection, event: &Event) -> Result<i64, StoreError> {
             event.channel,
             event.owner,
             event.data.to_string(),
-            event.envelope.to_string(),
+            stored_envelope(&event.envelope),
         ],
     )?;
     notice(Notice::Channel(event.channel.clone()));
@@ -45,7 +74,7 @@ pub fn max_seq(c: &Connection) -> Result<i64, StoreError> {
 
 /// The first event on `channel` with `after < seq <= upto` that a
 /// subscriber sees (owner filter unless promiscuous), not older than
-/// `oldest`: (seq, envelope text).
+/// `oldest`: (seq, CloudEvent text).
 pub fn next_for(
     c: &Connection,
     channel: &str,
@@ -56,7 +85,7 @@ pub fn next_for(
     oldest: &Timestamp,
 ) -> Result<Option<(i64, String)>, StoreError> {
     Ok(c.query_row(
-        "SELECT seq, envelope FROM event
+        "SELECT seq, envelope, data FROM event
          WHERE channel = ?1 AND seq > ?2 AND seq <= ?3
            AND (?4 OR owner IS NULL OR owner = ?5) AND timestamp >= ?6
          ORDER BY seq LIMIT 1",
@@ -68,7 +97,11 @@ pub fn next_for(
             username,
             timestamp::format(oldest)
         ],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| {
+            let seq: i64 = r.get(0)?;
+            let (envelope, data): (String, String) = (r.get(1)?, r.get(2)?);
+            Ok((seq, deliverable(&envelope, &data, seq)))
+        },
     )
     .optional()?)
 }
@@ -78,6 +111,7 @@ pub fn next_for(
 pub struct Delivery {
     pub seq: i64,
     pub owner: Option<String>,
+    /// The CloudEvent text, `_sequence_id` included.
     pub envelope: String,
 }
 
@@ -93,7 +127,7 @@ pub fn since(
     limit: i64,
 ) -> Result<Vec<Delivery>, StoreError> {
     let mut stmt = c.prepare_cached(
-        "SELECT seq, owner, envelope FROM event
+        "SELECT seq, owner, envelope, data FROM event
          WHERE channel = ?1 AND seq > ?2 AND seq <= ?3 AND timestamp >= ?4
          ORDER BY seq LIMIT ?5",
     )?;
@@ -103,7 +137,7 @@ pub fn since(
             Ok(Delivery {
                 seq: r.get(0)?,
                 owner: r.get(1)?,
-                envelope: r.get(2)?,
+                envelope: deliverable(&r.get::<_, String>(2)?, &r.get::<_, String>(3)?, r.get(0)?),
             })
         },
     )?;

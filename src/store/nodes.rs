@@ -152,7 +152,8 @@ pub fn timed_out(
 ) -> Result<Vec<Node>, StoreError> {
     nodes_where(
         c,
-        "SELECT doc FROM node WHERE state IN ('running', 'available', 'closing') AND timeout < ?1
+        "SELECT doc FROM node INDEXED BY node_pending_timeout
+         WHERE state IN ('running', 'available', 'closing') AND timeout < ?1
          ORDER BY timeout LIMIT ?2",
         &[&timestamp::format(now), &TIMER_BATCH],
     )
@@ -165,7 +166,8 @@ pub fn held_off(
 ) -> Result<Vec<Node>, StoreError> {
     nodes_where(
         c,
-        "SELECT doc FROM node WHERE state = 'available' AND holdoff IS NOT NULL AND holdoff < ?1
+        "SELECT doc FROM node INDEXED BY node_pending_holdoff
+         WHERE state = 'available' AND holdoff IS NOT NULL AND holdoff < ?1
          ORDER BY holdoff LIMIT ?2",
         &[&timestamp::format(now), &TIMER_BATCH],
     )
@@ -217,10 +219,10 @@ pub fn next_deadline(
 ) -> Result<Option<crate::timestamp::Timestamp>, StoreError> {
     let (deadline, childless): (Option<String>, Option<String>) = c.query_row(
         "SELECT (SELECT min(t) FROM (
-                     SELECT min(timeout) AS t FROM node
+                     SELECT min(timeout) AS t FROM node INDEXED BY node_pending_timeout
                       WHERE state IN ('running', 'available', 'closing')
                      UNION ALL
-                     SELECT min(holdoff) FROM node
+                     SELECT min(holdoff) FROM node INDEXED BY node_pending_holdoff
                       WHERE state = 'available' AND holdoff IS NOT NULL)),
                 (SELECT min(updated) FROM node WHERE state = 'closing'
                     AND NOT EXISTS (SELECT 1 FROM node AS child WHERE child.parent = node.id))",
@@ -301,6 +303,16 @@ mod tests {
             );
             assert!(text.contains("USING"), "{pairs:?}: {text}");
         }
+    }
+
+    #[test]
+    fn tree_and_branch_use_the_composite_index() {
+        let text = plan(&[
+            ("data.kernel_revision.tree", "mainline"),
+            ("data.kernel_revision.branch", "master"),
+        ])
+        .join(" | ");
+        assert!(text.contains("node_k_tree_branch"), "{text}");
     }
 
     #[test]
