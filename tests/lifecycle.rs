@@ -350,6 +350,19 @@ impl Served {
         self.stderr.lock().expect("lock").clone()
     }
 
+    /// The log once it contains `needle` (stderr is collected by another
+    /// thread, so a line may arrive a little after the HTTP reply).
+    fn log_with(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) || std::time::Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn agent() -> ureq::Agent {
         ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -790,7 +803,7 @@ fn generated_secret_and_admin_password_survive_a_binary_restart() {
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("g.db");
     let served = Served::start(dir.path(), Some(&db), &[]);
-    let log = served.log();
+    let log = served.log_with("kci-lite: serving http");
     let lines: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("initial admin password"))
@@ -1002,7 +1015,7 @@ fn without_smtp_mails_go_to_the_log_with_their_tokens() {
     assert_eq!(invite["email_sent"], false);
     assert_eq!(invite["token"], Value::Null);
     // the invite mail, token and link included, is in the log
-    let log = served.log();
+    let log = served.log_with("The invite is valid for 7 days");
     let url_prefix = format!("{}/user/accept-invite?token=", served.base);
     let invite_url = log
         .split_whitespace()
@@ -1020,7 +1033,7 @@ fn without_smtp_mails_go_to_the_log_with_their_tokens() {
 
     let (status, body) = post("/user/forgot-password", None, json!({"email": email}));
     assert_eq!((status, body), (202, Value::Null));
-    let log = served.log();
+    let log = served.log_with("can be used once");
     let after = &log[log
         .rfind("password reset")
         .unwrap_or_else(|| panic!("no reset mail: {log}"))..];

@@ -35,14 +35,13 @@ fn parse_from(text: &str) -> Option<Timestamp> {
         return Some(ts);
     }
     let secs: f64 = text.trim().parse().ok()?;
-    if !secs.is_finite() {
+    if !secs.is_finite() || secs.abs() > 1e14 {
         return None;
     }
-    let whole = secs.floor();
-    let nanos = ((secs - whole) * 1e9).round() as u32;
-    DateTime::from_timestamp(whole as i64, nanos.min(999_999_999)).and_then(|dt| {
-        timestamp::parse(&dt.naive_utc().format("%Y-%m-%dT%H:%M:%S%.3f").to_string())
-    })
+    // Round to the millisecond the store keeps: 1795935478.602 is
+    // 1795935478.6019999… in binary and must not become .601.
+    let millis = (secs * 1000.0).round() as i64;
+    DateTime::from_timestamp_millis(millis).map(|dt| dt.naive_utc())
 }
 
 fn eq(path: &[&str], value: &str) -> Condition {

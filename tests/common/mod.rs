@@ -698,12 +698,18 @@ impl TestServer {
             .expect("query events");
         rows.map(|row| {
             let (seq, channel, owner, data, envelope) = row.expect("event row");
+            let data: Value = serde_json::from_str(&data).expect("event data is JSON");
+            let mut envelope: Value = serde_json::from_str(&envelope).expect("envelope is JSON");
+            // The store keeps one copy of the data: the envelope's is null
+            // and put back on delivery, as here.
+            assert_eq!(envelope["data"], Value::Null, "stored envelope data");
+            envelope["data"] = data.clone();
             StoredEvent {
                 seq,
                 channel,
                 owner,
-                data: serde_json::from_str(&data).expect("event data is JSON"),
-                envelope: serde_json::from_str(&envelope).expect("envelope is JSON"),
+                data,
+                envelope,
             }
         })
         .collect()
@@ -726,6 +732,8 @@ impl TestServer {
 #[derive(Clone, Debug)]
 pub struct StoredEvent {
     pub seq: i64,
+    /// Channel, owner and data columns as stored; `envelope` as delivered
+    /// (without `_sequence_id`).
     pub channel: String,
     pub owner: Option<String>,
     pub data: Value,
@@ -833,5 +841,164 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// -- pub/sub helpers (pubsub.rs, durable.rs, events.rs, timer.rs, crash.rs) -------------
+
+/// An HTTP client whose every call gives up after `timeout` (statuses are
+/// not errors, no redirects).
+pub fn client_with_timeout(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
+}
+
+/// One request to `url` with `agent` (JSON body if given): `Ok((status,
+/// body))` (body `Value::Null` when empty, a JSON string when it is not
+/// JSON) or `Err(text)` on a transport error or a client timeout.
+pub fn call_url(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Result<(u16, Value), String> {
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(token) = token {
+        builder = builder.header("Authorization", format!("Bearer {token}"));
+    }
+    let result = match body {
+        None => agent.run(builder.body(()).map_err(|e| e.to_string())?),
+        Some(value) => {
+            builder = builder.header("Content-Type", "application/json");
+            let bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+            agent.run(builder.body(bytes).map_err(|e| e.to_string())?)
+        }
+    };
+    let mut resp = result.map_err(|e| format!("{method} {url}: {e}"))?;
+    let status = resp.status().as_u16();
+    let text = resp
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| format!("{method} {url}: reading the body: {e}"))?;
+    if text.is_empty() {
+        return Ok((status, Value::Null));
+    }
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    ))
+}
+
+/// The CloudEvent carried (as JSON text) in a `/listen` message.
+#[track_caller]
+pub fn cloud_event(message: &Value) -> Value {
+    let text = message["data"]
+        .as_str()
+        .unwrap_or_else(|| panic!("listen data must be a string: {message}"));
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("data is not JSON ({e}): {text}"))
+}
+
+/// Whether a CloudEvent is a keep-alive.
+pub fn is_beep(event: &Value) -> bool {
+    event["data"] == "BEEP"
+}
+
+/// The integer id of a `/subscribe` answer.
+#[track_caller]
+pub fn subscription_id(sub: &Value) -> u64 {
+    sub["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("subscription without an integer id: {sub}"))
+}
+
+impl TestServer {
+    /// A request under `/latest` with its own client timeout.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<(u16, Value), String> {
+        call_url(
+            &client_with_timeout(timeout),
+            method,
+            &self.url(path),
+            token,
+            body,
+        )
+    }
+
+    /// `POST /subscribe/{channel}{query}` (query: "" or "?promisc=..."),
+    /// panics unless 200; the subscription object.
+    #[track_caller]
+    pub fn subscribe_to(&self, token: Option<&str>, channel: &str, query: &str) -> Value {
+        let (status, body) = self
+            .request(
+                "POST",
+                &format!("/subscribe/{channel}{query}"),
+                token,
+                Body::None,
+            )
+            .pair();
+        assert_eq!(status, 200, "subscribe to {channel}{query}: {body}");
+        body
+    }
+
+    /// `POST /publish/{channel}` with `body`, panics unless 200 `null`.
+    #[track_caller]
+    pub fn publish_on(&self, token: Option<&str>, channel: &str, body: &Value) {
+        let (status, answer) = self.post_json(&format!("/publish/{channel}"), token, body);
+        assert_eq!((status, &answer), (200, &Value::Null), "publish {body}");
+    }
+
+    /// `GET /listen/{sub}` with a client timeout.
+    pub fn listen_once(
+        &self,
+        token: Option<&str>,
+        sub: u64,
+        timeout: Duration,
+    ) -> Result<(u16, Value), String> {
+        self.call("GET", &format!("/listen/{sub}"), token, None, timeout)
+    }
+
+    /// The next message of `sub` (BEEPs included), panics unless 200 within
+    /// `timeout`: (message, CloudEvent).
+    #[track_caller]
+    pub fn listen_message(
+        &self,
+        token: Option<&str>,
+        sub: u64,
+        timeout: Duration,
+    ) -> (Value, Value) {
+        let (status, message) = self
+            .listen_once(token, sub, timeout)
+            .unwrap_or_else(|e| panic!("listen {sub}: {e}"));
+        assert_eq!(status, 200, "listen {sub}: {message}");
+        let event = cloud_event(&message);
+        (message, event)
+    }
+
+    /// The next CloudEvent of `sub` that is not a BEEP, within `timeout`.
+    #[track_caller]
+    pub fn next_event(&self, token: Option<&str>, sub: u64, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no event for subscription {sub} within {timeout:?}"
+            );
+            let (_, event) = self.listen_message(token, sub, left);
+            if !is_beep(&event) {
+                return event;
+            }
+        }
     }
 }

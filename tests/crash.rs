@@ -1,0 +1,522 @@
+//! Crash safety of the real binary (API.md 9.4, 9.2 push/pop, 13
+//! durability): `kci-lite serve` is killed with SIGKILL while requests are
+//! in flight and restarted on the same database (default
+//! `KCI_SYNCHRONOUS=full`). Every acknowledged publish must then reach a
+//! durable subscriber exactly once and in order, and every acknowledged
+//! push must be popped exactly once, FIFO.
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kci-lite");
+const PASSWORD: &str = "crash-test-admin-pw";
+/// Acknowledged publishes/pushes before the kill.
+const BEFORE_KILL: usize = 300;
+/// Events the listener must have consumed before the kill.
+const CONSUMED_BEFORE_KILL: usize = 100;
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// A `kci-lite serve` process, SIGKILLed on drop (also when a test fails).
+struct Proc {
+    child: Child,
+    base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    /// Starts `serve` on `db` and waits (30 s at most) until it answers.
+    fn start(workdir: &Path, db: &Path) -> Proc {
+        let bind = format!("127.0.0.1:{}", free_port());
+        let mut child = Command::new(BIN)
+            .args(["serve", "--bind", &bind, "--db"])
+            .arg(db)
+            .current_dir(workdir)
+            .env_clear()
+            .env("KCI_INITIAL_PASSWORD", PASSWORD)
+            .env("KCI_BCRYPT_COST", "4")
+            .env("KCI_HTTP_THREADS", "8")
+            .env("KEEP_ALIVE_PERIOD", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kci-lite serve");
+        let log = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut text = sink.lock().unwrap_or_else(|p| p.into_inner());
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        let mut proc = Proc {
+            child,
+            base: format!("http://{bind}"),
+            log,
+        };
+        let agent = client_with_timeout(Duration::from_secs(2));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = proc.child.try_wait().expect("try_wait") {
+                panic!("serve exited early ({status}): {}", proc.log());
+            }
+            if let Ok((200, _)) = call_url(&agent, "GET", &proc.url("/"), None, None) {
+                return proc;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not answer: {}",
+                proc.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/latest{path}", self.base)
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Logs in; the access token.
+    fn token(&self, username: &str, password: &str) -> String {
+        let mut resp = client_with_timeout(Duration::from_secs(10))
+            .post(self.url("/user/login"))
+            .send_form([("username", username), ("password", password)])
+            .expect("login request");
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        body["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("login of {username} failed: {text}; log: {}", self.log()))
+            .to_string()
+    }
+
+    fn call(&self, method: &str, path: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
+        call_url(
+            &client_with_timeout(Duration::from_secs(20)),
+            method,
+            &self.url(path),
+            Some(token),
+            body,
+        )
+        .unwrap_or_else(|e| panic!("{e}; log: {}", self.log()))
+    }
+
+    /// SIGKILL (`kill -KILL <pid>`) and reap.
+    fn kill(&mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-KILL", &pid]).status();
+        if !sent.is_ok_and(|s| s.success()) {
+            let _ = self.child.kill();
+        }
+        let status = self.child.wait().expect("wait for the killed server");
+        assert!(!status.success(), "the server exited normally: {status}");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Creates a verified user through the admin invite flow; its credentials.
+fn make_user(proc: &Proc, admin: &str) -> (String, String) {
+    let username = uniq("crash");
+    let (status, invite) = proc.call(
+        "POST",
+        "/user/invite",
+        admin,
+        Some(
+            &json!({"username": username, "email": format!("{username}@example.com"),
+                     "send_email": false, "return_token": true}),
+        ),
+    );
+    assert_eq!(status, 200, "{invite}");
+    let password = uniq("pw");
+    let (status, accepted) = call_url(
+        &client_with_timeout(Duration::from_secs(10)),
+        "POST",
+        &proc.url("/user/accept-invite"),
+        None,
+        Some(&json!({"token": invite["token"], "password": password})),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{accepted}");
+    (username, password)
+}
+
+/// Waits until `done()` holds, failing with the server log after `timeout`.
+fn wait_until(proc: &Proc, timeout: Duration, what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; log: {}",
+            proc.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A thread that POSTs `{"data": {"n": i}}` (i = first, first + 1, ...) to
+/// `url` as fast as it can and records every i answered 200, until a
+/// request fails. An error before `killed` is set is recorded as unexpected.
+fn sender(
+    url: String,
+    token: String,
+    first: i64,
+    acked: Arc<Mutex<Vec<i64>>>,
+    killed: Arc<AtomicBool>,
+    unexpected: Arc<Mutex<Vec<String>>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let agent = client_with_timeout(Duration::from_secs(20));
+        for i in first.. {
+            let body = json!({"data": {"n": i}});
+            match call_url(&agent, "POST", &url, Some(&token), Some(&body)) {
+                Ok((200, Value::Null)) => acked.lock().unwrap().push(i),
+                other => {
+                    if !killed.load(Ordering::SeqCst) {
+                        unexpected
+                            .lock()
+                            .unwrap()
+                            .push(format!("send {i}: {other:?}"));
+                    }
+                    return;
+                }
+            }
+        }
+    })
+}
+
+/// A thread that listens on `url` and records the `n` of every event
+/// (BEEPs skipped), until `cap` events or a failed request. An error before
+/// `killed` is set is recorded as unexpected.
+fn consumer(
+    url: String,
+    token: String,
+    cap: usize,
+    consumed: Arc<Mutex<Vec<i64>>>,
+    killed: Arc<AtomicBool>,
+    unexpected: Arc<Mutex<Vec<String>>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let agent = client_with_timeout(Duration::from_secs(20));
+        while consumed.lock().unwrap().len() < cap {
+            match call_url(&agent, "GET", &url, Some(&token), None) {
+                Ok((200, msg)) => {
+                    let event = cloud_event(&msg);
+                    if !is_beep(&event) {
+                        let n = event["data"]["n"].as_i64().expect("n");
+                        consumed.lock().unwrap().push(n);
+                    }
+                }
+                other => {
+                    if !killed.load(Ordering::SeqCst) {
+                        unexpected
+                            .lock()
+                            .unwrap()
+                            .push(format!("listen: {other:?}"));
+                    }
+                    return;
+                }
+            }
+        }
+    })
+}
+
+/// Appends what one subscription delivered to the whole stream. The first
+/// event of a new subscription may repeat the last one delivered before
+/// (it was never acknowledged by a following listen); nothing else may
+/// repeat.
+fn append_stream(stream: &mut Vec<i64>, delivered: &[i64]) -> bool {
+    let repeated = !delivered.is_empty() && stream.last() == delivered.first();
+    stream.extend_from_slice(if repeated { &delivered[1..] } else { delivered });
+    repeated
+}
+
+#[test]
+fn sigkill_mid_stream_durable_subscriber_gets_every_acknowledged_event_once_in_order() {
+    // per round: the cap of the listener (usize::MAX: it is listening when
+    // the server is killed; a small cap leaves a backlog for the catch-up)
+    const ROUNDS: [usize; 3] = [usize::MAX, 60, usize::MAX];
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("kci.db");
+    let channel = uniq("crash");
+    let sid = uniq("sid");
+    let mut stream: Vec<i64> = Vec::new();
+    let mut acked_all: Vec<i64> = Vec::new();
+    let mut in_flight: Vec<i64> = Vec::new();
+    let mut next_n = 1;
+    let mut last_sub = 0;
+    let mut credentials: Option<(String, String)> = None;
+    for (round, cap) in ROUNDS.into_iter().enumerate() {
+        let mut proc = Proc::start(dir.path(), &db);
+        let (username, password) = credentials
+            .get_or_insert_with(|| make_user(&proc, &proc.token("admin", PASSWORD)))
+            .clone();
+        let token = proc.token(&username, &password);
+        let (status, sub) = proc.call(
+            "POST",
+            &format!("/subscribe/{channel}?subscriber_id={sid}"),
+            &token,
+            None,
+        );
+        assert_eq!(status, 200, "{sub}");
+        let sub = subscription_id(&sub);
+        assert!(sub > last_sub, "subscription id {sub} reused");
+        last_sub = sub;
+        let killed = Arc::new(AtomicBool::new(false));
+        let unexpected = Arc::new(Mutex::new(Vec::<String>::new()));
+        let acked = Arc::new(Mutex::new(Vec::<i64>::new()));
+        let consumed = Arc::new(Mutex::new(Vec::<i64>::new()));
+        let publisher = sender(
+            proc.url(&format!("/publish/{channel}")),
+            token.clone(),
+            next_n,
+            Arc::clone(&acked),
+            Arc::clone(&killed),
+            Arc::clone(&unexpected),
+        );
+        let listener = consumer(
+            proc.url(&format!("/listen/{sub}")),
+            token.clone(),
+            cap,
+            Arc::clone(&consumed),
+            Arc::clone(&killed),
+            Arc::clone(&unexpected),
+        );
+        let want_consumed = cap.min(CONSUMED_BEFORE_KILL);
+        wait_until(
+            &proc,
+            Duration::from_secs(60),
+            "publishes and consumption before the kill",
+            || {
+                acked.lock().unwrap().len() >= BEFORE_KILL
+                    && consumed.lock().unwrap().len() >= want_consumed
+                    || !unexpected.lock().unwrap().is_empty()
+            },
+        );
+        // SIGKILL while a publish (and, unless capped, a listen) is in flight
+        killed.store(true, Ordering::SeqCst);
+        proc.kill();
+        publisher.join().unwrap();
+        listener.join().unwrap();
+        let unexpected = unexpected.lock().unwrap().clone();
+        assert!(unexpected.is_empty(), "{unexpected:?}; log: {}", proc.log());
+        let acked = acked.lock().unwrap().clone();
+        let consumed = consumed.lock().unwrap().clone();
+        let last_acked = *acked.last().unwrap();
+        // the publisher is sequential: next_n..=A were all answered 200
+        assert_eq!(acked, (next_n..=last_acked).collect::<Vec<_>>());
+        let repeated = append_stream(&mut stream, &consumed);
+        eprintln!(
+            "crash round {round}: acknowledged {next_n}..={last_acked}, consumed {} \
+             ({:?}..{:?}, first repeated: {repeated})",
+            consumed.len(),
+            consumed.first(),
+            consumed.last()
+        );
+        acked_all.extend_from_slice(&acked);
+        // the publish in flight at the kill may or may not have been stored
+        in_flight.push(last_acked + 1);
+        next_n = last_acked + 2;
+    }
+
+    // a last restart: the durable subscriber catches up with everything
+    let proc = Proc::start(dir.path(), &db);
+    let (username, password) = credentials.unwrap();
+    let token = proc.token(&username, &password);
+    let (status, sub) = proc.call(
+        "POST",
+        &format!("/subscribe/{channel}?subscriber_id={sid}"),
+        &token,
+        None,
+    );
+    assert_eq!(status, 200, "{sub}; log: {}", proc.log());
+    let sub = subscription_id(&sub);
+    assert!(sub > last_sub, "subscription id {sub} reused");
+    // the first BEEP comes only when nothing is waiting any more
+    let mut after = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "catch-up did not finish; got {} events",
+            after.len()
+        );
+        let (status, msg) = proc.call("GET", &format!("/listen/{sub}"), &token, None);
+        assert_eq!(status, 200, "{msg}");
+        let event = cloud_event(&msg);
+        if is_beep(&event) {
+            break;
+        }
+        after.push(event["data"]["n"].as_i64().expect("n"));
+    }
+    let repeated = append_stream(&mut stream, &after);
+    eprintln!(
+        "crash final: {} events after the last restart ({:?}..{:?}, first repeated: {repeated})",
+        after.len(),
+        after.first(),
+        after.last()
+    );
+    // in order, no duplicates
+    let disorder: Vec<&[i64]> = stream.windows(2).filter(|w| w[0] >= w[1]).collect();
+    assert!(
+        disorder.is_empty(),
+        "out of order or duplicated: {disorder:?}"
+    );
+    // every acknowledged publish, nothing that was never published
+    let missing: Vec<i64> = acked_all
+        .iter()
+        .copied()
+        .filter(|n| stream.binary_search(n).is_err())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but never delivered: {missing:?}"
+    );
+    let foreign: Vec<i64> = stream
+        .iter()
+        .copied()
+        .filter(|n| acked_all.binary_search(n).is_err() && !in_flight.contains(n))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "delivered but never published: {foreign:?}"
+    );
+    // the history agrees with what was delivered
+    let (status, history) = proc.call("GET", &format!("/events?channel={channel}"), &token, None);
+    assert_eq!(status, 200);
+    let stored: Vec<i64> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(stored, stream, "history and delivered stream differ");
+    let seqs: Vec<i64> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["sequence_id"].as_i64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    // the last event is acknowledged by one more listen: nothing follows
+    let (status, msg) = proc.call("GET", &format!("/listen/{sub}"), &token, None);
+    assert_eq!(status, 200);
+    assert!(is_beep(&cloud_event(&msg)), "{msg}");
+}
+
+#[test]
+fn sigkill_mid_stream_every_acknowledged_push_is_popped_once_fifo() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("kci.db");
+    let list = uniq("crashlist");
+    let mut acked_all: Vec<i64> = Vec::new();
+    let mut in_flight: Vec<i64> = Vec::new();
+    let mut next_n = 1;
+    for round in 0..2 {
+        let mut proc = Proc::start(dir.path(), &db);
+        let token = proc.token("admin", PASSWORD);
+        let killed = Arc::new(AtomicBool::new(false));
+        let unexpected = Arc::new(Mutex::new(Vec::<String>::new()));
+        let acked = Arc::new(Mutex::new(Vec::<i64>::new()));
+        let pusher = sender(
+            proc.url(&format!("/push/{list}")),
+            token,
+            next_n,
+            Arc::clone(&acked),
+            Arc::clone(&killed),
+            Arc::clone(&unexpected),
+        );
+        wait_until(
+            &proc,
+            Duration::from_secs(60),
+            "pushes before the kill",
+            || acked.lock().unwrap().len() >= BEFORE_KILL || !unexpected.lock().unwrap().is_empty(),
+        );
+        killed.store(true, Ordering::SeqCst);
+        proc.kill();
+        pusher.join().unwrap();
+        let unexpected = unexpected.lock().unwrap().clone();
+        assert!(unexpected.is_empty(), "{unexpected:?}; log: {}", proc.log());
+        let acked = acked.lock().unwrap().clone();
+        let last_acked = *acked.last().unwrap();
+        assert_eq!(acked, (next_n..=last_acked).collect::<Vec<_>>());
+        eprintln!("crash push round {round}: acknowledged {next_n}..={last_acked}");
+        acked_all.extend_from_slice(&acked);
+        in_flight.push(last_acked + 1);
+        next_n = last_acked + 2;
+    }
+
+    let proc = Proc::start(dir.path(), &db);
+    let token = proc.token("admin", PASSWORD);
+    // a sentinel marks the end of what survived
+    let (status, body) = proc.call(
+        "POST",
+        &format!("/push/{list}"),
+        &token,
+        Some(&json!({"data": {"end": true}})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let mut popped = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "popping did not finish");
+        let (status, event) = proc.call("GET", &format!("/pop/{list}"), &token, None);
+        assert_eq!(status, 200, "{event}");
+        if event["data"] == json!({"end": true}) {
+            break;
+        }
+        popped.push(event["data"]["n"].as_i64().expect("n"));
+    }
+    eprintln!("crash push: popped {} after the restart", popped.len());
+    let disorder: Vec<&[i64]> = popped.windows(2).filter(|w| w[0] >= w[1]).collect();
+    assert!(disorder.is_empty(), "not FIFO or duplicated: {disorder:?}");
+    let missing: Vec<i64> = acked_all
+        .iter()
+        .copied()
+        .filter(|n| popped.binary_search(n).is_err())
+        .collect();
+    assert!(missing.is_empty(), "acknowledged pushes lost: {missing:?}");
+    let foreign: Vec<i64> = popped
+        .iter()
+        .copied()
+        .filter(|n| acked_all.binary_search(n).is_err() && !in_flight.contains(n))
+        .collect();
+    assert!(foreign.is_empty(), "popped but never pushed: {foreign:?}");
+    // the list is empty now: a push is popped next
+    let (status, _) = proc.call(
+        "POST",
+        &format!("/push/{list}"),
+        &token,
+        Some(&json!({"data": {"last": 1}})),
+    );
+    assert_eq!(status, 200);
+    let (status, event) = proc.call("GET", &format!("/pop/{list}"), &token, None);
+    assert_eq!((status, &event["data"]), (200, &json!({"last": 1})));
+}
