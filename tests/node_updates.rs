@@ -12,36 +12,6 @@ use serde_json::{Value, json};
 
 const DENIED: &str = "Unauthorized to complete the operation";
 const STATES: [&str; 4] = ["running", "available", "closing", "done"];
-/// Node event `data` keys of a `created` event, in the contract's order.
-const CREATED_EVENT_KEYS: [&str; 11] = [
-    "op",
-    "id",
-    "kind",
-    "name",
-    "path",
-    "group",
-    "state",
-    "result",
-    "owner",
-    "data",
-    "is_hierarchy",
-];
-/// Node event `data` keys of an `updated` event.
-const UPDATED_EVENT_KEYS: [&str; 13] = [
-    "op",
-    "id",
-    "kind",
-    "name",
-    "path",
-    "group",
-    "state",
-    "result",
-    "owner",
-    "data",
-    "is_hierarchy",
-    "previous_state",
-    "previous_result",
-];
 /// Keys of a stored CloudEvent envelope (`_sequence_id` is added on delivery).
 const ENVELOPE_KEYS: [&str; 7] = [
     "specversion",

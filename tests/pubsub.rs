@@ -24,19 +24,6 @@ const STATS_KEYS: [&str; 6] = [
     "created",
     "last_poll",
 ];
-const CREATED_EVENT_KEYS: [&str; 11] = [
-    "op",
-    "id",
-    "kind",
-    "name",
-    "path",
-    "group",
-    "state",
-    "result",
-    "owner",
-    "data",
-    "is_hierarchy",
-];
 const DEFAULT_SOURCE: &str = "https://api.kernelci.org/";
 const DEFAULT_TYPE: &str = "api.kernelci.org";
 /// Client timeout of a listen that should answer at once.

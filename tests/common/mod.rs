@@ -68,6 +68,36 @@ pub const USER_KEYS: [&str; 7] = [
 ];
 /// The page envelope keys in the contract's order.
 pub const PAGE_KEYS: [&str; 4] = ["items", "total", "limit", "offset"];
+/// Node event `data` keys of a `created` event, in the contract's order.
+pub const CREATED_EVENT_KEYS: [&str; 11] = [
+    "op",
+    "id",
+    "kind",
+    "name",
+    "path",
+    "group",
+    "state",
+    "result",
+    "owner",
+    "data",
+    "is_hierarchy",
+];
+/// Node event `data` keys of an `updated` event.
+pub const UPDATED_EVENT_KEYS: [&str; 13] = [
+    "op",
+    "id",
+    "kind",
+    "name",
+    "path",
+    "group",
+    "state",
+    "result",
+    "owner",
+    "data",
+    "is_hierarchy",
+    "previous_state",
+    "previous_result",
+];
 
 /// A unique, URL-safe name: `prefix-<time>-<counter>`.
 pub fn uniq(prefix: &str) -> String {
