@@ -13,10 +13,11 @@ use crate::config::Config;
 use crate::ids;
 use crate::mail::Mailer;
 use crate::model::user::{Group, User};
-use crate::pubsub::Broker;
+use crate::pubsub::{Broker, BrokerConfig};
 use crate::store::Notice;
 use crate::store::{Store, StoreError, groups, meta, users};
 use crate::timer::{Timer, TimerConfig};
+use crate::timestamp::SystemClock;
 
 pub use crate::model::user::NODE_EDIT_ANY;
 
@@ -113,9 +114,12 @@ impl App {
         let broker = Broker::start(
             Arc::clone(&store),
             broker_rx,
-            std::time::Duration::from_secs_f64(config.keep_alive_secs),
-            config.cloud_events_source.clone(),
-            config.event_history_ttl_secs,
+            BrokerConfig {
+                keep_alive: std::time::Duration::from_secs_f64(config.keep_alive_secs),
+                source: config.cloud_events_source.clone(),
+                history_ttl_secs: config.event_history_ttl_secs,
+            },
+            Arc::new(SystemClock),
         )?;
         let secret = match &config.secret_key {
             Some(secret) => secret.clone(),

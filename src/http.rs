@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use serde_json::{Value, json};
 
 pub use crate::model::validate::ValidationItem;
+use crate::pubsub::BrokerError;
 use crate::store::StoreError;
 
 /// HTTP methods the API knows; anything else is `Other` (405 on known paths).
@@ -352,11 +353,16 @@ pub struct ApiError {
 /// What handlers return.
 pub type ApiResult = Result<Resp, ApiError>;
 
-/// How a request is answered: now, or later from another thread (a parked
-/// long poll), which then owns the connection's responder.
+/// Sends the response of a request answered later; callable from any
+/// thread, it never blocks (the server writes on a thread of its own).
+pub type Respond = Box<dyn FnOnce(Resp) + Send>;
+
+/// How a request is answered: now, or later (a parked long poll): the
+/// closure gets the request's [`Respond`] and passes it on to whoever
+/// will answer.
 pub enum Reply {
     Now(Resp),
-    Later(Box<dyn FnOnce(crate::server::Responder) + Send>),
+    Later(Box<dyn FnOnce(Respond) + Send>),
 }
 
 impl ApiError {
@@ -456,6 +462,24 @@ impl From<StoreError> for ApiError {
                 cause: Some("database busy".into()),
             },
             StoreError::Internal(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(err: BrokerError) -> ApiError {
+        match err {
+            BrokerError::NotFound(id) => ApiError::not_found(&format!(
+                "Subscription id not found: 'Subscription {id} not found'"
+            )),
+            BrokerError::NotOwner { id, user } => {
+                ApiError::new(403, &format!("Subscription {id} not owned by {user}"))
+            }
+            BrokerError::SubscriberTaken(sid) => {
+                ApiError::new(403, &format!("Subscriber {sid} owned by different user"))
+            }
+            BrokerError::ShuttingDown => ApiError::new(503, "Server is shutting down"),
+            BrokerError::Store(err) => ApiError::from(err),
         }
     }
 }

@@ -1,28 +1,31 @@
 //! The broker: live subscriptions, and the long polls (`/listen`, `/pop`)
-//! parked without holding a worker thread. Stored events are read from the
-//! event history by sequence number, so live delivery, catch-up after a
-//! reconnect and delivery after a restart are one mechanism. A dispatcher
-//! thread answers parked requests when the writer reports a commit on their
+//! parked until a message is ready. Stored events are read from the event
+//! history by sequence number, so live delivery, catch-up after a reconnect
+//! and delivery after a restart are one mechanism. A dispatcher thread
+//! answers parked requests when the writer reports a commit on their
 //! channel or list, or when a keep-alive is due.
+//!
+//! The broker knows nothing of HTTP: a parked request is an opaque
+//! [`Answer`], called once with its [`Delivery`]; it must return at once
+//! (the server hands the write to a thread of its own), so no client can
+//! slow the dispatcher down.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use chrono::Duration as ChronoDuration;
 use crossbeam_channel::{Receiver, Sender, select};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 
-use crate::http::{ApiError, Resp};
 use crate::model::event;
-use crate::server::Responder;
-use crate::store::{Notice, Store, StoreError, events, queues, subscribers};
-use crate::timestamp::{self, Timestamp};
+use crate::store::events::{self, ChannelEvent};
+use crate::store::{Notice, Store, StoreError, queues, subscribers};
+use crate::timestamp::{self, Clock, Timestamp};
 
 /// Subscriptions polled once and then not for this long are removed.
 const STALE_AFTER: Duration = Duration::from_secs(15 * 60);
-/// Most new events read per channel for parked listeners at once.
-const FAN_OUT_LIMIT: i64 = 512;
+/// Most stored events read per channel at once.
+const READ_LIMIT: i64 = 512;
 /// How often the dispatcher looks for stale subscriptions.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
@@ -32,99 +35,143 @@ pub struct Subscription {
     pub id: u64,
     pub channel: String,
     pub user: String,
+    /// Sees every event of the channel, not only its user's and unowned ones.
     pub promiscuous: bool,
     pub created: Timestamp,
+    /// When it was last listened to (`None` before the first listen).
     pub last_poll: Option<Timestamp>,
     /// Durable subscriber id, if any.
     pub subscriber_id: Option<String>,
-    /// Highest sequence number delivered or skipped.
+    /// Highest sequence number delivered or passed over.
     cursor: i64,
-    /// Highest sequence number acknowledged (cursor at the last /listen).
+    /// Highest sequence number acknowledged (the cursor at the last listen).
     acked: i64,
     next_beep: Instant,
     last_poll_at: Option<Instant>,
 }
 
 impl Subscription {
-    /// The `/subscribe` answer.
-    pub fn to_json(&self) -> Value {
-        json!({"id": self.id, "channel": self.channel, "user": self.user,
-               "promiscuous": self.promiscuous})
+    /// Whether this subscription gets `event`: every event of its channel
+    /// when promiscuous, else unowned events and its user's own.
+    pub fn sees(&self, event: &ChannelEvent) -> bool {
+        self.promiscuous || event.owner.as_ref().is_none_or(|o| *o == self.user)
     }
 
-    /// The `/stats/subscriptions` entry.
-    pub fn stats_json(&self) -> Value {
-        json!({"id": self.id, "channel": self.channel, "user": self.user,
-               "promiscuous": self.promiscuous,
-               "created": timestamp::format(&self.created),
-               "last_poll": self.last_poll.as_ref().map(timestamp::format)})
+    /// Moves the cursor over `batch` — the channel's events in sequence
+    /// order, none missing from some point at or before the cursor up to
+    /// `reached` — and returns the first event it sees, if any.
+    fn advance<'a>(&mut self, batch: &'a [ChannelEvent], reached: i64) -> Option<&'a ChannelEvent> {
+        let next = batch.iter().find(|e| e.seq > self.cursor && self.sees(e));
+        self.cursor = match next {
+            Some(e) => e.seq,
+            None => self.cursor.max(reached),
+        };
+        next
     }
+
+    fn beep_due(&self, now: Instant) -> bool {
+        now >= self.next_beep
+    }
+}
+
+/// What a listen or pop is answered with.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Delivery {
+    /// A message on `channel`: a stored event, or the keep-alive `BEEP`
+    /// (CloudEvent text, `_sequence_id` included for stored events).
+    Message { channel: String, envelope: String },
+    /// The oldest message of a push list (its envelope text).
+    Popped(String),
+    /// The request cannot be answered with a message.
+    Failed(BrokerError),
+}
+
+/// Why the broker refused or ended a request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BrokerError {
+    /// No live subscription has this id (never made, unsubscribed, or
+    /// removed as stale).
+    NotFound(u64),
+    /// The subscription belongs to another user.
+    NotOwner { id: u64, user: String },
+    /// The durable subscriber id belongs to another user.
+    SubscriberTaken(String),
+    /// The broker is stopping; parked requests end with this.
+    ShuttingDown,
+    /// The store failed.
+    Store(StoreError),
+}
+
+impl From<StoreError> for BrokerError {
+    fn from(err: StoreError) -> BrokerError {
+        BrokerError::Store(err)
+    }
+}
+
+/// Called once with what a parked request gets; must not block.
+pub type Answer = Box<dyn FnOnce(Delivery) + Send>;
+
+/// Settings of the broker.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// A listener waiting this long gets a `BEEP`.
+    pub keep_alive: Duration,
+    /// The CloudEvent `source` of a `BEEP`.
+    pub source: String,
+    /// Events older than this are not delivered.
+    pub history_ttl_secs: u64,
 }
 
 enum Parked {
-    Listen { sub: u64, responder: Responder },
-    Pop { list: String, responder: Responder },
+    Listen { sub: u64, answer: Answer },
+    Pop { list: String, answer: Answer },
 }
 
 enum Command {
-    Park(Box<Parked>),
-    /// A subscription was removed: answer its parked listens with 404.
+    Park(Parked),
+    /// A subscription was removed: its parked listens end.
     Removed(u64),
     Stop,
-}
-
-struct State {
-    subs: HashMap<u64, Subscription>,
 }
 
 /// Live subscriptions and the dispatcher that answers parked requests.
 pub struct Broker {
     store: Arc<Store>,
-    state: Mutex<State>,
+    subs: Mutex<HashMap<u64, Subscription>>,
     commands: Sender<Command>,
-    keep_alive: Duration,
-    source: String,
-    history_ttl: ChronoDuration,
+    config: BrokerConfig,
+    clock: Arc<dyn Clock>,
     dispatcher: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-fn not_found(id: u64) -> ApiError {
-    ApiError::not_found(&format!(
-        "Subscription id not found: 'Subscription {id} not found'"
-    ))
-}
-
-/// The `/listen` body for a CloudEvent envelope on `channel`.
-fn message(channel: &str, envelope_text: String) -> Resp {
-    Resp::json(
-        &json!({"type": "message", "pattern": null, "channel": channel,
-                       "data": envelope_text}),
-    )
-}
-
 impl Broker {
+    /// A broker without its dispatcher thread (see [`Broker::start`]).
+    fn new(
+        store: Arc<Store>,
+        config: BrokerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> (Broker, Receiver<Command>) {
+        let (commands, command_rx) = crossbeam_channel::unbounded();
+        let broker = Broker {
+            store,
+            subs: Mutex::new(HashMap::new()),
+            commands,
+            config,
+            clock,
+            dispatcher: Mutex::new(None),
+        };
+        (broker, command_rx)
+    }
+
     /// Starts the dispatcher; `notices` are the writer's commit notices.
     pub fn start(
         store: Arc<Store>,
         notices: Receiver<Vec<Notice>>,
-        keep_alive: Duration,
-        source: String,
-        history_ttl_secs: u64,
+        config: BrokerConfig,
+        clock: Arc<dyn Clock>,
     ) -> Result<Arc<Broker>, StoreError> {
-        let (commands, command_rx) = crossbeam_channel::unbounded();
-        let broker = Arc::new(Broker {
-            store,
-            state: Mutex::new(State {
-                subs: HashMap::new(),
-            }),
-            commands,
-            keep_alive,
-            source,
-            history_ttl: ChronoDuration::seconds(
-                i64::try_from(history_ttl_secs).unwrap_or(i64::MAX / 2_000_000),
-            ),
-            dispatcher: Mutex::new(None),
-        });
+        let (broker, command_rx) = Broker::new(store, config, clock);
+        let broker = Arc::new(broker);
         let me = Arc::clone(&broker);
         let handle = std::thread::Builder::new()
             .name("kci-pubsub".into())
@@ -136,7 +183,7 @@ impl Broker {
         Ok(broker)
     }
 
-    /// Stops the dispatcher; parked requests are answered with 503.
+    /// Stops the dispatcher; parked requests end with `ShuttingDown`.
     pub fn stop(&self) {
         let _ = self.commands.send(Command::Stop);
         let handle = self.dispatcher.lock().ok().and_then(|mut d| d.take());
@@ -145,83 +192,103 @@ impl Broker {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Subscription>> {
         // A poisoned lock only means a panic elsewhere; the map is intact.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.subs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn oldest(&self) -> Timestamp {
-        timestamp::now() - self.history_ttl
+        self.clock.now() - timestamp::span_secs(self.config.history_ttl_secs)
     }
 
-    /// Registers a subscription starting after sequence number `position`.
-    pub fn add(
+    /// Subscribes `user` to `channel`. A new subscription starts after the
+    /// newest stored event; a durable one (`subscriber_id`) resumes after
+    /// the last event its previous subscription acknowledged.
+    pub fn subscribe(
         &self,
-        id: u64,
         channel: &str,
         user: &str,
         promiscuous: bool,
         subscriber_id: Option<String>,
-        position: i64,
-    ) -> Subscription {
+    ) -> Result<Subscription, BrokerError> {
+        let (channel_name, username, sid) =
+            (channel.to_string(), user.to_string(), subscriber_id.clone());
+        let (id, position) = self.store.write(move |c| {
+            let id = subscribers::next_subscription_id(c)?;
+            let Some(sid) = sid else {
+                return Ok::<_, BrokerError>((id, events::max_seq(c)?));
+            };
+            let position = match subscribers::get(c, &sid)? {
+                Some(saved) if saved.username != username => {
+                    return Err(BrokerError::SubscriberTaken(sid));
+                }
+                Some(saved) => saved.position,
+                None => events::max_seq(c)?,
+            };
+            let state = subscribers::Subscriber {
+                username,
+                channel: channel_name,
+                position,
+            };
+            subscribers::put(c, &sid, &state)?;
+            Ok((id, position))
+        })?;
         let sub = Subscription {
             id,
             channel: channel.to_string(),
             user: user.to_string(),
             promiscuous,
-            created: timestamp::now(),
+            created: self.clock.now(),
             last_poll: None,
             subscriber_id,
             cursor: position,
             acked: position,
-            next_beep: Instant::now() + self.keep_alive,
+            next_beep: self.clock.instant() + self.config.keep_alive,
             last_poll_at: None,
         };
-        self.lock().subs.insert(id, sub.clone());
-        sub
+        self.lock().insert(id, sub.clone());
+        Ok(sub)
     }
 
-    /// The subscription `id` if `user` owns it: 404 / 403 otherwise.
-    fn owned(&self, id: u64, user: &str) -> Result<Subscription, ApiError> {
-        let state = self.lock();
-        let sub = state.subs.get(&id).ok_or_else(|| not_found(id))?;
+    /// The subscription `id` if `user` owns it.
+    fn owned(&self, id: u64, user: &str) -> Result<Subscription, BrokerError> {
+        let subs = self.lock();
+        let sub = subs.get(&id).ok_or(BrokerError::NotFound(id))?;
         if sub.user != user {
-            return Err(ApiError {
-                status: 403,
-                detail: Value::String(format!("Subscription {id} not owned by {user}")),
-                cause: None,
+            return Err(BrokerError::NotOwner {
+                id,
+                user: user.to_string(),
             });
         }
         Ok(sub.clone())
     }
 
-    /// Removes a subscription (durable position kept); parked listens on it
-    /// get 404.
-    pub fn remove(&self, id: u64, user: &str) -> Result<(), ApiError> {
+    /// Removes a subscription (a durable position is kept); its parked
+    /// listens end with `NotFound`.
+    pub fn unsubscribe(&self, id: u64, user: &str) -> Result<(), BrokerError> {
         self.owned(id, user)?;
-        self.lock().subs.remove(&id);
+        self.lock().remove(&id);
         let _ = self.commands.send(Command::Removed(id));
         Ok(())
     }
 
     /// Every live subscription, by id.
-    pub fn stats(&self) -> Vec<Value> {
-        let state = self.lock();
-        let mut subs: Vec<&Subscription> = state.subs.values().collect();
+    pub fn subscriptions(&self) -> Vec<Subscription> {
+        let mut subs: Vec<Subscription> = self.lock().values().cloned().collect();
         subs.sort_by_key(|s| s.id);
-        subs.iter().map(|s| s.stats_json()).collect()
+        subs
     }
 
-    /// Starts a `/listen`: acknowledges what the previous one delivered
-    /// (durable subscribers save it), then answers at once if a message is
-    /// ready; `None` means "park me".
-    pub fn listen(&self, id: u64, user: &str) -> Result<Option<Resp>, ApiError> {
+    /// Starts a listen: acknowledges what the previous one delivered
+    /// (durable subscribers save it), then gives the next message if one
+    /// is ready; `None` means "park me" ([`Broker::park_listen`]).
+    pub fn listen(&self, id: u64, user: &str) -> Result<Option<Delivery>, BrokerError> {
         self.owned(id, user)?;
         let ack = {
-            let mut state = self.lock();
-            let sub = state.subs.get_mut(&id).ok_or_else(|| not_found(id))?;
-            sub.last_poll = Some(timestamp::now());
-            sub.last_poll_at = Some(Instant::now());
+            let mut subs = self.lock();
+            let sub = subs.get_mut(&id).ok_or(BrokerError::NotFound(id))?;
+            sub.last_poll = Some(self.clock.now());
+            sub.last_poll_at = Some(self.clock.instant());
             let changed = sub.cursor > sub.acked;
             sub.acked = sub.cursor;
             match (&sub.subscriber_id, changed) {
@@ -233,122 +300,161 @@ impl Broker {
             self.store
                 .write(move |c| subscribers::acknowledge(c, &sid, position))?;
         }
-        self.try_deliver(id)
+        let mut answers = self.next_messages(vec![id])?;
+        match answers.pop() {
+            Some((_, delivery)) => Ok(delivery),
+            None => Err(BrokerError::NotFound(id)),
+        }
     }
 
-    /// The next message for subscription `id`, if any: a stored event, or
-    /// a BEEP when the keep-alive is due.
-    fn try_deliver(&self, id: u64) -> Result<Option<Resp>, ApiError> {
-        loop {
-            let sub = self
-                .lock()
-                .subs
-                .get(&id)
-                .cloned()
-                .ok_or_else(|| not_found(id))?;
-            let oldest = self.oldest();
-            let found = self.store.read(|c| {
-                let upto = events::max_seq(c)?;
-                let next = events::next_for(
-                    c,
-                    &sub.channel,
-                    sub.cursor,
-                    upto,
-                    &sub.user,
-                    sub.promiscuous,
-                    &oldest,
-                )?;
-                Ok::<_, StoreError>((upto, next))
-            })?;
-            let mut state = self.lock();
-            let Some(current) = state.subs.get_mut(&id) else {
-                return Err(not_found(id));
-            };
-            if current.cursor != sub.cursor {
-                continue; // another listen moved on meanwhile: look again
-            }
-            match found {
-                (_, Some((seq, envelope))) => {
-                    current.cursor = seq;
-                    return Ok(Some(message(&sub.channel, envelope)));
-                }
-                (upto, None) => {
-                    current.cursor = current.cursor.max(upto);
-                    if Instant::now() >= current.next_beep {
-                        current.next_beep = Instant::now() + self.keep_alive;
-                        return Ok(Some(self.beep(&sub.channel)));
+    /// The next message for each of `ids` (all on one channel, or gone):
+    /// a stored event it sees, a `BEEP` when its keep-alive is due, or
+    /// `None`. This is the one delivery rule, for one listener or many:
+    /// one read of the channel serves them all.
+    fn next_messages(&self, ids: Vec<u64>) -> Result<Vec<(u64, Option<Delivery>)>, StoreError> {
+        let mut done = Vec::with_capacity(ids.len());
+        let mut waiting = ids;
+        while !waiting.is_empty() {
+            let (channel, from) = {
+                let subs = self.lock();
+                let mut channel = None;
+                let mut from = i64::MAX;
+                waiting.retain(|id| match subs.get(id) {
+                    Some(s) => {
+                        channel.get_or_insert_with(|| s.channel.clone());
+                        from = from.min(s.cursor);
+                        true
                     }
-                    return Ok(None);
+                    None => {
+                        done.push((*id, Some(Delivery::Failed(BrokerError::NotFound(*id)))));
+                        false
+                    }
+                });
+                match channel {
+                    Some(channel) => (channel, from),
+                    None => break,
+                }
+            };
+            let oldest = self.oldest();
+            let (upto, batch) = self.store.read(|c| {
+                let upto = events::max_seq(c)?;
+                let batch = events::since(c, &channel, from, upto, &oldest, READ_LIMIT)?;
+                Ok::<_, StoreError>((upto, batch))
+            })?;
+            let complete = batch.len() < usize::try_from(READ_LIMIT).unwrap_or(usize::MAX);
+            let reached = match batch.last() {
+                Some(last) if !complete => last.seq,
+                _ => upto,
+            };
+            let now = self.clock.instant();
+            let mut subs = self.lock();
+            let mut again = Vec::new();
+            for id in waiting {
+                let Some(sub) = subs.get_mut(&id) else {
+                    done.push((id, Some(Delivery::Failed(BrokerError::NotFound(id)))));
+                    continue;
+                };
+                if let Some(e) = sub.advance(&batch, reached) {
+                    let envelope = e.envelope.clone();
+                    done.push((
+                        id,
+                        Some(Delivery::Message {
+                            channel: channel.clone(),
+                            envelope,
+                        }),
+                    ));
+                } else if !complete {
+                    again.push(id); // more stored events to look through
+                } else if sub.beep_due(now) {
+                    sub.next_beep = now + self.config.keep_alive;
+                    done.push((id, Some(self.beep(&channel))));
+                } else {
+                    done.push((id, None));
                 }
             }
+            waiting = again;
+        }
+        Ok(done)
+    }
+
+    fn beep(&self, channel: &str) -> Delivery {
+        let env = event::envelope(
+            &self.config.source,
+            event::DEFAULT_TYPE,
+            json!("BEEP"),
+            Map::new(),
+        );
+        Delivery::Message {
+            channel: channel.to_string(),
+            envelope: env.to_string(),
         }
     }
 
-    fn beep(&self, channel: &str) -> Resp {
-        let env = event::envelope(&self.source, event::DEFAULT_TYPE, json!("BEEP"), Map::new());
-        message(channel, env.to_string())
+    /// Parks a listen until a message is ready; `answer` gets it.
+    pub fn park_listen(&self, sub: u64, answer: Answer) {
+        self.park(Parked::Listen { sub, answer });
     }
 
-    /// Parks a `/listen` until a message is ready.
-    pub fn park_listen(&self, sub: u64, responder: Responder) {
-        let _ = self
-            .commands
-            .send(Command::Park(Box::new(Parked::Listen { sub, responder })));
+    /// Parks a pop until a message is pushed to `list`; `answer` gets it.
+    pub fn park_pop(&self, list: String, answer: Answer) {
+        self.park(Parked::Pop { list, answer });
     }
 
-    /// Parks a `/pop` until a message is pushed to `list`.
-    pub fn park_pop(&self, list: String, responder: Responder) {
-        let _ = self
-            .commands
-            .send(Command::Park(Box::new(Parked::Pop { list, responder })));
+    fn park(&self, parked: Parked) {
+        if let Err(err) = self.commands.send(Command::Park(parked))
+            && let Command::Park(Parked::Listen { answer, .. } | Parked::Pop { answer, .. }) =
+                err.into_inner()
+        {
+            // The dispatcher is gone: end the request rather than drop it.
+            answer(Delivery::Failed(BrokerError::ShuttingDown));
+        }
     }
 
-    /// Pops the oldest message of `list` (its envelope as a JSON object).
-    pub fn pop(&self, list: &str) -> Result<Option<Resp>, ApiError> {
+    /// Pops the oldest message of `list` (its envelope text).
+    pub fn pop(&self, list: &str) -> Result<Option<String>, BrokerError> {
         let list = list.to_string();
-        let popped = self.store.write(move |c| queues::pop(c, &list))?;
-        Ok(popped.map(|text| Resp {
-            status: 200,
-            content_type: "application/json",
-            body: text.into_bytes(),
-            headers: Vec::new(),
-        }))
+        Ok(self.store.write(move |c| queues::pop(c, &list))?)
     }
 
-    /// Tries to answer one parked request; gives it back if not ready.
-    fn attempt(&self, parked: Parked) -> Option<Parked> {
-        match parked {
-            Parked::Listen { sub, responder } => match self.try_deliver(sub) {
-                Ok(Some(resp)) => {
-                    responder.send(resp);
-                    None
+    fn dispatch(&self, notices: &Receiver<Vec<Notice>>, commands: &Receiver<Command>) {
+        let mut parked: Vec<Parked> = Vec::new();
+        let mut last_sweep = self.clock.instant();
+        loop {
+            let wait = self
+                .next_deadline(&parked)
+                .saturating_duration_since(self.clock.instant());
+            select! {
+                recv(notices) -> batch => {
+                    let Ok(batch) = batch else { break };
+                    parked = self.committed(parked, &batch);
                 }
-                Ok(None) => Some(Parked::Listen { sub, responder }),
-                Err(err) => {
-                    responder.send(err.to_resp());
-                    None
-                }
-            },
-            Parked::Pop { list, responder } => match self.pop(&list) {
-                Ok(Some(resp)) => {
-                    responder.send(resp);
-                    None
-                }
-                Ok(None) => Some(Parked::Pop { list, responder }),
-                Err(err) => {
-                    responder.send(err.to_resp());
-                    None
-                }
-            },
+                recv(commands) -> command => match command {
+                    Ok(Command::Park(p)) => parked = self.answer_ready(parked, vec![p]),
+                    Ok(Command::Removed(id)) => parked = self.removed(parked, id),
+                    Ok(Command::Stop) | Err(_) => break,
+                },
+                default(wait) => parked = self.keep_alive(parked),
+            }
+            let now = self.clock.instant();
+            if now.saturating_duration_since(last_sweep) >= SWEEP_EVERY {
+                self.sweep_stale(&parked, now);
+                last_sweep = now;
+            }
+        }
+        for p in parked {
+            let (Parked::Listen { answer, .. } | Parked::Pop { answer, .. }) = p;
+            answer(Delivery::Failed(BrokerError::ShuttingDown));
         }
     }
 
+    /// When the dispatcher must next wake up without a commit: the
+    /// earliest keep-alive of a parked listen, or the next sweep.
     fn next_deadline(&self, parked: &[Parked]) -> Instant {
-        let state = self.lock();
-        let mut deadline = Instant::now() + SWEEP_EVERY;
+        let subs = self.lock();
+        let mut deadline = self.clock.instant() + SWEEP_EVERY;
         for p in parked {
             if let Parked::Listen { sub, .. } = p
-                && let Some(s) = state.subs.get(sub)
+                && let Some(s) = subs.get(sub)
             {
                 deadline = deadline.min(s.next_beep);
             }
@@ -356,7 +462,102 @@ impl Broker {
         deadline
     }
 
-    fn sweep_stale(&self, parked: &[Parked]) {
+    /// A commit touched the channels and lists in `batch`: answers the
+    /// parked requests it may have made ready.
+    fn committed(&self, parked: Vec<Parked>, batch: &[Notice]) -> Vec<Parked> {
+        let subs = self.lock();
+        let (due, mut kept): (Vec<Parked>, Vec<Parked>) =
+            parked.into_iter().partition(|p| match p {
+                Parked::Listen { sub, .. } => subs
+                    .get(sub)
+                    .is_none_or(|s| batch.contains(&Notice::Channel(s.channel.clone()))),
+                Parked::Pop { list, .. } => batch.contains(&Notice::List(list.clone())),
+            });
+        drop(subs);
+        kept.extend(self.answer_ready(Vec::new(), due));
+        kept
+    }
+
+    /// A keep-alive may be due: answers the parked listens whose is.
+    fn keep_alive(&self, parked: Vec<Parked>) -> Vec<Parked> {
+        let now = self.clock.instant();
+        let subs = self.lock();
+        let (due, mut kept): (Vec<Parked>, Vec<Parked>) =
+            parked.into_iter().partition(|p| match p {
+                Parked::Listen { sub, .. } => subs.get(sub).is_none_or(|s| s.beep_due(now)),
+                Parked::Pop { .. } => false,
+            });
+        drop(subs);
+        kept.extend(self.answer_ready(Vec::new(), due));
+        kept
+    }
+
+    /// Subscription `id` was removed: its parked listens end.
+    fn removed(&self, parked: Vec<Parked>, id: u64) -> Vec<Parked> {
+        let mut kept = Vec::with_capacity(parked.len());
+        for p in parked {
+            match p {
+                Parked::Listen { sub, answer } if sub == id => {
+                    answer(Delivery::Failed(BrokerError::NotFound(id)));
+                }
+                other => kept.push(other),
+            }
+        }
+        kept
+    }
+
+    /// Answers those of `candidates` that have a message now (listens of
+    /// one channel from one read), appending the rest to `kept`.
+    fn answer_ready(&self, mut kept: Vec<Parked>, candidates: Vec<Parked>) -> Vec<Parked> {
+        let mut listens: HashMap<String, Vec<(u64, Answer)>> = HashMap::new();
+        for p in candidates {
+            match p {
+                Parked::Listen { sub, answer } => {
+                    let channel = self.lock().get(&sub).map(|s| s.channel.clone());
+                    match channel {
+                        Some(channel) => listens.entry(channel).or_default().push((sub, answer)),
+                        None => answer(Delivery::Failed(BrokerError::NotFound(sub))),
+                    }
+                }
+                Parked::Pop { list, answer } => match self.pop(&list) {
+                    Ok(Some(text)) => answer(Delivery::Popped(text)),
+                    Ok(None) => kept.push(Parked::Pop { list, answer }),
+                    Err(err) => answer(Delivery::Failed(err)),
+                },
+            }
+        }
+        for (_, group) in listens {
+            let ids = group.iter().map(|(id, _)| *id).collect();
+            let mut answers: HashMap<u64, Answer> = group.into_iter().collect();
+            match self.next_messages(ids) {
+                Ok(found) => {
+                    for (id, delivery) in found {
+                        let Some(answer) = answers.remove(&id) else {
+                            continue;
+                        };
+                        match delivery {
+                            Some(delivery) => answer(delivery),
+                            None => kept.push(Parked::Listen { sub: id, answer }),
+                        }
+                    }
+                }
+                Err(err) => {
+                    // Keep them parked: the next commit or keep-alive retries.
+                    eprintln!("kci-lite: pub/sub read failed: {err}");
+                }
+            }
+            kept.extend(
+                answers
+                    .into_iter()
+                    .map(|(sub, answer)| Parked::Listen { sub, answer }),
+            );
+        }
+        kept
+    }
+
+    /// Removes subscriptions nobody listened to for `STALE_AFTER` (those
+    /// with a parked listen are in use).
+    fn sweep_stale(&self, parked: &[Parked], now: Instant) {
         let waiting: Vec<u64> = parked
             .iter()
             .filter_map(|p| match p {
@@ -364,169 +565,10 @@ impl Broker {
                 Parked::Pop { .. } => None,
             })
             .collect();
-        self.lock().subs.retain(|id, s| {
-            waiting.contains(id) || s.last_poll_at.is_none_or(|at| at.elapsed() < STALE_AFTER)
+        self.lock().retain(|id, s| {
+            waiting.contains(id)
+                || s.last_poll_at
+                    .is_none_or(|at| now.saturating_duration_since(at) < STALE_AFTER)
         });
-    }
-
-    fn dispatch(&self, notices: &Receiver<Vec<Notice>>, commands: &Receiver<Command>) {
-        let mut parked: Vec<Parked> = Vec::new();
-        let mut last_sweep = Instant::now();
-        loop {
-            let deadline = self.next_deadline(&parked);
-            let timeout = crossbeam_channel::at(deadline);
-            select! {
-                recv(notices) -> batch => {
-                    let Ok(batch) = batch else { break };
-                    parked = self.fan_out(parked, &batch);
-                    let due = |p: &Parked| match p {
-                        Parked::Listen { .. } => false,
-                        Parked::Pop { list, .. } => batch.contains(&Notice::List(list.clone())),
-                    };
-                    parked = self.retry(parked, due);
-                }
-                recv(commands) -> command => match command {
-                    Ok(Command::Park(p)) => {
-                        if let Some(p) = self.attempt(*p) {
-                            parked.push(p);
-                        }
-                    }
-                    Ok(Command::Removed(id)) => {
-                        parked = self.retry(parked, |p| matches!(p, Parked::Listen { sub, .. } if *sub == id));
-                    }
-                    Ok(Command::Stop) | Err(_) => break,
-                },
-                recv(timeout) -> _ => {
-                    let now = Instant::now();
-                    let due = |p: &Parked| match p {
-                        Parked::Listen { sub, .. } => {
-                            self.lock().subs.get(sub).is_none_or(|s| s.next_beep <= now)
-                        }
-                        Parked::Pop { .. } => false,
-                    };
-                    parked = self.retry(parked, due);
-                }
-            }
-            if last_sweep.elapsed() >= SWEEP_EVERY {
-                self.sweep_stale(&parked);
-                last_sweep = Instant::now();
-            }
-        }
-        for p in parked {
-            let responder = match p {
-                Parked::Listen { responder, .. } | Parked::Pop { responder, .. } => responder,
-            };
-            responder.send(
-                ApiError {
-                    status: 503,
-                    detail: Value::String("Server is shutting down".into()),
-                    cause: None,
-                }
-                .to_resp(),
-            );
-        }
-    }
-
-    /// Answers parked listens of the channels in `batch` from ONE read of
-    /// each channel's new events (instead of one query per listener).
-    fn fan_out(&self, parked: Vec<Parked>, batch: &[Notice]) -> Vec<Parked> {
-        let mut kept = Vec::with_capacity(parked.len());
-        let mut waiting: HashMap<String, Vec<(u64, Responder)>> = HashMap::new();
-        for p in parked {
-            match p {
-                Parked::Listen { sub, responder } => {
-                    let channel = self.lock().subs.get(&sub).map(|s| s.channel.clone());
-                    match channel {
-                        Some(ch) if batch.contains(&Notice::Channel(ch.clone())) => {
-                            waiting.entry(ch).or_default().push((sub, responder));
-                        }
-                        Some(_) => kept.push(Parked::Listen { sub, responder }),
-                        None => responder.send(not_found(sub).to_resp()),
-                    }
-                }
-                other => kept.push(other),
-            }
-        }
-        for (channel, listeners) in waiting {
-            let from = {
-                let state = self.lock();
-                listeners
-                    .iter()
-                    .filter_map(|(id, _)| state.subs.get(id).map(|s| s.cursor))
-                    .min()
-                    .unwrap_or(0)
-            };
-            let oldest = self.oldest();
-            let read = self.store.read(|c| {
-                let upto = events::max_seq(c)?;
-                let found = events::since(c, &channel, from, upto, &oldest, FAN_OUT_LIMIT)?;
-                Ok::<_, StoreError>((upto, found))
-            });
-            let (upto, found) = match read {
-                Ok(r) => r,
-                Err(err) => {
-                    eprintln!("kci-lite: pub/sub read failed: {err}");
-                    kept.extend(
-                        listeners
-                            .into_iter()
-                            .map(|(sub, responder)| Parked::Listen { sub, responder }),
-                    );
-                    continue;
-                }
-            };
-            let complete = found.len() < usize::try_from(FAN_OUT_LIMIT).unwrap_or(usize::MAX);
-            for (sub, responder) in listeners {
-                let answer = {
-                    let mut state = self.lock();
-                    match state.subs.get_mut(&sub) {
-                        None => Some(not_found(sub).to_resp()),
-                        Some(s) => {
-                            let next = found.iter().find(|d| {
-                                d.seq > s.cursor
-                                    && (s.promiscuous
-                                        || d.owner.as_ref().is_none_or(|o| *o == s.user))
-                            });
-                            match next {
-                                Some(d) => {
-                                    s.cursor = d.seq;
-                                    Some(message(&channel, d.envelope.clone()))
-                                }
-                                None if complete => {
-                                    s.cursor = s.cursor.max(upto);
-                                    None
-                                }
-                                None => None,
-                            }
-                        }
-                    }
-                };
-                match answer {
-                    Some(resp) => responder.send(resp),
-                    None if complete => kept.push(Parked::Listen { sub, responder }),
-                    None => {
-                        if let Some(p) = self.attempt(Parked::Listen { sub, responder }) {
-                            kept.push(p);
-                        }
-                    }
-                }
-            }
-        }
-        kept
-    }
-
-    /// Attempts every parked request selected by `due`, in order; keeps
-    /// the rest and those still waiting.
-    fn retry(&self, parked: Vec<Parked>, due: impl Fn(&Parked) -> bool) -> Vec<Parked> {
-        let mut kept = Vec::with_capacity(parked.len());
-        for p in parked {
-            if due(&p) {
-                if let Some(p) = self.attempt(p) {
-                    kept.push(p);
-                }
-            } else {
-                kept.push(p);
-            }
-        }
-        kept
     }
 }

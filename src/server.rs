@@ -1,21 +1,33 @@
 //! The HTTP server: a tiny_http listener and a fixed pool of worker
 //! threads; raw request → `Req` (body limit, version prefix), `Resp` → raw
-//! response; panics become 500; one access-log line per request.
+//! response; panics become 500; one access-log line per request. Answers
+//! given from other threads (parked long polls) are written by the
+//! server's own writer threads, so that no client that stops reading can
+//! hold up whoever answered it.
 
 use std::io::Read;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::app::{App, StartError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
 use crate::http::{self, ApiError, Method, Reply, Req, Resp};
 use crate::router;
 
 /// How often an idle worker looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(200);
+/// Longest one write to a client may block; a client that reads nothing
+/// for this long is disconnected.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// A writer thread idle this long ends.
+const WRITER_IDLE_EXIT: Duration = Duration::from_secs(10);
+/// Stack of a writer thread (it only copies a response to a socket).
+const WRITER_STACK_BYTES: usize = 128 * 1024;
 
 /// A running server.
 pub struct Running {
@@ -61,24 +73,114 @@ fn listen(bind: &str) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+type Write = Box<dyn FnOnce() + Send>;
+
+/// Threads that write responses handed over by other threads. A write is
+/// bounded by [`SEND_TIMEOUT`], and a write never waits for another: when
+/// every writer is busy, one more starts; an idle one ends after a while.
+/// So the number of writers follows the number of slow clients being
+/// answered at once, and nobody else waits for them.
+struct Writers {
+    jobs: Sender<Write>,
+    queue: Receiver<Write>,
+    /// Writers waiting for a job and not yet promised one.
+    available: AtomicIsize,
+}
+
+impl Writers {
+    fn new() -> Arc<Writers> {
+        let (jobs, queue) = crossbeam_channel::unbounded();
+        Arc::new(Writers {
+            jobs,
+            queue,
+            available: AtomicIsize::new(0),
+        })
+    }
+
+    /// Runs `write` on a writer thread; never blocks.
+    fn submit(self: &Arc<Self>, write: Write) {
+        let promised = self
+            .available
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n > 0).then(|| n - 1)
+            })
+            .is_ok();
+        let write = if promised {
+            match self.jobs.send(write) {
+                Ok(()) => return,
+                Err(err) => err.into_inner(),
+            }
+        } else {
+            write
+        };
+        let me = Arc::clone(self);
+        let mut first = Some(write);
+        let spawned = std::thread::Builder::new()
+            .name("kci-write".into())
+            .stack_size(WRITER_STACK_BYTES)
+            .spawn(move || {
+                if let Some(write) = first.take() {
+                    write();
+                }
+                me.serve();
+            });
+        if let Err(err) = spawned {
+            eprintln!("kci-lite: cannot start a writer thread: {err}");
+        }
+    }
+
+    fn serve(&self) {
+        self.available.fetch_add(1, Ordering::SeqCst);
+        loop {
+            match self.queue.recv_timeout(WRITER_IDLE_EXIT) {
+                // The submitter took this thread's availability already.
+                Ok(write) => {
+                    write();
+                    self.available.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    // Leave only if no job was promised to a waiting writer
+                    // in the meantime; otherwise one is on its way.
+                    let left = self
+                        .available
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                            (n > 0).then(|| n - 1)
+                        })
+                        .is_ok();
+                    if left {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+}
+
 /// Binds `bind` and starts the worker threads.
 pub fn start(app: Arc<App>, bind: &str) -> Result<Running, StartError> {
     let listener = listen(bind).map_err(|e| StartError(format!("cannot listen on {bind}: {e}")))?;
-    let server = tiny_http::Server::from_listener(listener, None)
-        .map_err(|e| StartError(format!("cannot listen on {bind}: {e}")))?;
+    let server =
+        tiny_http::Server::from_listener_with_write_timeout(listener, None, Some(SEND_TIMEOUT))
+            .map_err(|e| StartError(format!("cannot listen on {bind}: {e}")))?;
     let addr = server
         .server_addr()
         .to_ip()
         .ok_or_else(|| StartError(format!("{bind} is not an IP address")))?;
     let server = Arc::new(server);
     let stopping = Arc::new(AtomicBool::new(false));
+    let writers = Writers::new();
     let mut workers = Vec::new();
     for i in 0..app.config.http_threads {
-        let (app, server, stopping) =
-            (Arc::clone(&app), Arc::clone(&server), Arc::clone(&stopping));
+        let (app, server, stopping, writers) = (
+            Arc::clone(&app),
+            Arc::clone(&server),
+            Arc::clone(&stopping),
+            Arc::clone(&writers),
+        );
         let worker = std::thread::Builder::new()
             .name(format!("kci-http-{i}"))
-            .spawn(move || work(&app, &server, &stopping))
+            .spawn(move || work(&app, &server, &stopping, &writers))
             .map_err(|e| StartError(format!("cannot start worker thread: {e}")))?;
         workers.push(worker);
     }
@@ -90,63 +192,59 @@ pub fn start(app: Arc<App>, bind: &str) -> Result<Running, StartError> {
     })
 }
 
-fn work(app: &Arc<App>, server: &tiny_http::Server, stopping: &AtomicBool) {
+fn work(app: &Arc<App>, server: &tiny_http::Server, stopping: &AtomicBool, writers: &Arc<Writers>) {
     while !stopping.load(Ordering::SeqCst) {
         match server.recv_timeout(STOP_POLL) {
-            Ok(Some(raw)) => handle(app, raw),
+            Ok(Some(raw)) => handle(app, writers, raw),
             Ok(None) => {}
             Err(_) => break,
         }
     }
 }
 
-/// Answers a request, now or (for a parked long poll) later.
-pub struct Responder {
+/// Answers one request and writes its access-log line.
+struct Responder {
     raw: tiny_http::Request,
     started: Instant,
     method: String,
     path: String,
-    /// The body was not (fully) read: answer off the worker thread.
-    close: bool,
 }
 
 impl Responder {
-    /// Writes the response and the access-log line.
-    pub fn send(self, resp: Resp) {
+    /// Writes the response on this thread (a worker's own request).
+    fn send(self, resp: Resp) {
         let status = resp.status;
-        let mut out = tiny_http::Response::from_data(resp.body).with_status_code(status);
-        if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", resp.content_type) {
+        let _ = self.raw.respond(to_raw(resp));
+        log(&self.method, &self.path, status, self.started);
+    }
+
+    /// Hands the response to a writer thread: for answers given by other
+    /// threads, and for requests whose body was not (fully) read, which
+    /// tiny_http drains when the request is dropped — as slowly as the
+    /// client likes.
+    fn send_later(self, writers: &Arc<Writers>, resp: Resp) {
+        writers.submit(Box::new(move || self.send(resp)));
+    }
+}
+
+fn to_raw(resp: Resp) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
+    if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", resp.content_type) {
+        out.add_header(h);
+    }
+    for (name, value) in resp.headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
             out.add_header(h);
         }
-        for (name, value) in resp.headers {
-            if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-                out.add_header(h);
-            }
-        }
-        if self.close {
-            // tiny_http drains the unread part of a body when the request is
-            // dropped, which can take as long as the client likes: do that
-            // on a thread of its own so that no worker waits for it.
-            let raw = self.raw;
-            let spawned = std::thread::Builder::new()
-                .name("kci-drain".into())
-                .spawn(move || {
-                    let _ = raw.respond(out);
-                });
-            if let Err(err) = spawned {
-                eprintln!("kci-lite: cannot start a drain thread: {err}");
-            }
-        } else {
-            let _ = self.raw.respond(out);
-        }
-        eprintln!(
-            "kci-lite: {} {} {} {:.1}ms",
-            self.method,
-            self.path,
-            status,
-            self.started.elapsed().as_secs_f64() * 1000.0
-        );
     }
+    out
+}
+
+fn log(method: &str, path: &str, status: u16, started: Instant) {
+    eprintln!(
+        "kci-lite: {method} {path} {status} {:.1}ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
 }
 
 fn method_of(raw: &tiny_http::Method) -> Method {
@@ -186,28 +284,27 @@ fn strip_prefix(path: &str) -> Prefix {
     }
 }
 
-fn handle(app: &Arc<App>, mut raw: tiny_http::Request) {
+fn handle(app: &Arc<App>, writers: &Arc<Writers>, mut raw: tiny_http::Request) {
     let started = Instant::now();
     app.count_request();
     let url = raw.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let responder_for = |raw: tiny_http::Request, close: bool| Responder {
+    let responder_for = |raw: tiny_http::Request| Responder {
         method: raw.method().as_str().to_string(),
         path: path.to_string(),
         raw,
         started,
-        close,
     };
     let segments = match strip_prefix(path) {
         Prefix::Api(segments) => segments,
         Prefix::Unsupported(version) => {
             let resp = Resp::text(400, &format!("Unsupported API version: {version}"));
-            return responder_for(raw, false).send(resp);
+            return responder_for(raw).send(resp);
         }
     };
     let limit = app.config.max_body_bytes;
     if raw.body_length().is_some_and(|n| n as u64 > limit) {
-        return responder_for(raw, true).send(ApiError::too_large().to_resp());
+        return responder_for(raw).send_later(writers, ApiError::too_large().to_resp());
     }
     let mut body = Vec::new();
     let read = raw
@@ -216,10 +313,10 @@ fn handle(app: &Arc<App>, mut raw: tiny_http::Request) {
         .read_to_end(&mut body);
     if read.is_err() {
         let resp = ApiError::bad_request("Could not read the request body").to_resp();
-        return responder_for(raw, true).send(resp);
+        return responder_for(raw).send_later(writers, resp);
     }
     if body.len() as u64 > limit {
-        return responder_for(raw, true).send(ApiError::too_large().to_resp());
+        return responder_for(raw).send_later(writers, ApiError::too_large().to_resp());
     }
     let req = Req {
         method: method_of(raw.method()),
@@ -240,10 +337,13 @@ fn handle(app: &Arc<App>, mut raw: tiny_http::Request) {
     };
     let reply = catch_unwind(AssertUnwindSafe(|| router::route(app, &req)))
         .unwrap_or_else(|_| Err(ApiError::internal("handler panicked")));
-    let responder = responder_for(raw, false);
+    let responder = responder_for(raw);
     match reply {
         Ok(Reply::Now(resp)) => responder.send(resp),
-        Ok(Reply::Later(park)) => park(responder),
+        Ok(Reply::Later(park)) => {
+            let writers = Arc::clone(writers);
+            park(Box::new(move |resp| responder.send_later(&writers, resp)));
+        }
         Err(err) => {
             if let Some(cause) = &err.cause {
                 eprintln!("kci-lite: {} {path}: {cause}", responder.method);

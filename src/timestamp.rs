@@ -58,9 +58,93 @@ pub fn cloud_event_time(at: &DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
 }
 
+/// A span of `secs` seconds as a date offset, saturating at about 146,000
+/// years so that `now - span` stays inside chrono's date range (the
+/// configured retention settings are bounded far below that).
+pub fn span_secs(secs: u64) -> chrono::Duration {
+    const MAX_SECS: i64 = i64::MAX / 2_000_000;
+    chrono::Duration::seconds(i64::try_from(secs).unwrap_or(MAX_SECS).min(MAX_SECS))
+}
+
+/// Where the broker and the timer read the time: the system clock in the
+/// server, a hand-moved one in tests.
+pub trait Clock: Send + Sync {
+    /// Wall-clock now, as stored and shown to clients.
+    fn now(&self) -> Timestamp;
+    /// Monotonic now, for keep-alives and idle times.
+    fn instant(&self) -> std::time::Instant;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        now()
+    }
+
+    fn instant(&self) -> std::time::Instant {
+        std::time::Instant::now()
+    }
+}
+
+/// A clock that moves only when told to (for tests of time rules).
+pub struct ManualClock {
+    at: std::sync::Mutex<(Timestamp, std::time::Instant)>,
+}
+
+impl ManualClock {
+    /// A clock standing at the current system time.
+    pub fn new() -> ManualClock {
+        ManualClock {
+            at: std::sync::Mutex::new((now(), std::time::Instant::now())),
+        }
+    }
+
+    /// Moves both readings forward by `by`.
+    pub fn advance(&self, by: std::time::Duration) {
+        let mut at = self.at.lock().unwrap_or_else(|p| p.into_inner());
+        let step = chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
+        at.0 += step;
+        at.1 += by;
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        ManualClock::new()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        self.at.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+
+    fn instant(&self) -> std::time::Instant {
+        self.at.lock().unwrap_or_else(|p| p.into_inner()).1
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_saturate() {
+        assert_eq!(span_secs(60), chrono::Duration::seconds(60));
+        let huge = span_secs(u64::MAX);
+        let _ = now() - huge; // no overflow panic
+    }
+
+    #[test]
+    fn manual_clock_moves_both_readings() {
+        let clock = ManualClock::new();
+        let (wall, mono) = (clock.now(), clock.instant());
+        clock.advance(std::time::Duration::from_secs(90));
+        assert_eq!(clock.now() - wall, chrono::Duration::seconds(90));
+        assert_eq!(clock.instant() - mono, std::time::Duration::from_secs(90));
+    }
 
     #[test]
     fn formats_six_digits() {

@@ -11,7 +11,8 @@ use crate::auth;
 use crate::http::{ApiError, ApiResult, Reply, Req, Resp};
 use crate::model::event::{self, Event};
 use crate::model::validate::{Fields, ValidationItem, parse_bool_word};
-use crate::store::{events, queues, subscribers};
+use crate::pubsub::Delivery;
+use crate::store::{events, queues};
 use crate::timestamp;
 
 fn sub_id(text: &str) -> Result<u64, ApiError> {
@@ -37,50 +38,30 @@ pub fn subscribe(app: &App, req: &Req, channel: &str) -> ApiResult {
         .query_param("subscriber_id")
         .filter(|s| !s.is_empty())
         .map(str::to_string);
-    let (channel_name, username, sid) = (
-        channel.to_string(),
-        user.username.clone(),
-        subscriber_id.clone(),
-    );
-    let (id, position) = app.store.write(move |c| {
-        let id = subscribers::next_subscription_id(c)?;
-        let position = match &sid {
-            None => events::max_seq(c)?,
-            Some(sid) => {
-                let saved = subscribers::get(c, sid)?;
-                if let Some(saved) = &saved
-                    && saved.username != username
-                {
-                    return Err(ApiError {
-                        status: 403,
-                        detail: Value::String(format!("Subscriber {sid} owned by different user")),
-                        cause: None,
-                    });
-                }
-                let position = match saved {
-                    Some(saved) => saved.position,
-                    None => events::max_seq(c)?,
-                };
-                let state = subscribers::Subscriber {
-                    username,
-                    channel: channel_name,
-                    position,
-                };
-                subscribers::put(c, sid, &state)?;
-                position
-            }
-        };
-        Ok::<_, ApiError>((id, position))
-    })?;
-    let sub = app.broker.add(
-        id,
-        channel,
-        &user.username,
-        promiscuous,
-        subscriber_id,
-        position,
-    );
-    Ok(Resp::json(&sub.to_json()))
+    let sub = app
+        .broker
+        .subscribe(channel, &user.username, promiscuous, subscriber_id)?;
+    Ok(Resp::json(
+        &json!({"id": sub.id, "channel": sub.channel, "user": sub.user,
+                          "promiscuous": sub.promiscuous}),
+    ))
+}
+
+/// The response a listen or pop gets for `delivery`.
+fn render(delivery: Delivery) -> Resp {
+    match delivery {
+        Delivery::Message { channel, envelope } => Resp::json(
+            &json!({"type": "message", "pattern": null, "channel": channel, "data": envelope}),
+        ),
+        // The envelope is stored JSON text: sent as it is.
+        Delivery::Popped(envelope) => Resp {
+            status: 200,
+            content_type: "application/json",
+            body: envelope.into_bytes(),
+            headers: Vec::new(),
+        },
+        Delivery::Failed(err) => ApiError::from(err).to_resp(),
+    }
 }
 
 /// `GET /listen/{sub_id}` (user): the next message, waiting as long as
@@ -89,11 +70,11 @@ pub fn listen(app: &App, req: &Req, id: &str) -> Result<Reply, ApiError> {
     let user = auth::user(&app.keys, &app.users, req)?;
     let id = sub_id(id)?;
     match app.broker.listen(id, &user.username)? {
-        Some(resp) => Ok(Reply::Now(resp)),
+        Some(delivery) => Ok(Reply::Now(render(delivery))),
         None => {
             let broker = Arc::clone(&app.broker);
-            Ok(Reply::Later(Box::new(move |responder| {
-                broker.park_listen(id, responder)
+            Ok(Reply::Later(Box::new(move |respond| {
+                broker.park_listen(id, Box::new(move |delivery| respond(render(delivery))));
             })))
         }
     }
@@ -103,7 +84,7 @@ pub fn listen(app: &App, req: &Req, id: &str) -> Result<Reply, ApiError> {
 pub fn unsubscribe(app: &App, req: &Req, id: &str) -> ApiResult {
     let user = auth::user(&app.keys, &app.users, req)?;
     let id = sub_id(id)?;
-    app.broker.remove(id, &user.username)?;
+    app.broker.unsubscribe(id, &user.username)?;
     Ok(Resp::json(&Value::Null))
 }
 
@@ -213,12 +194,12 @@ pub fn push(app: &App, req: &Req, list: &str) -> ApiResult {
 pub fn pop(app: &App, req: &Req, list: &str) -> Result<Reply, ApiError> {
     auth::user(&app.keys, &app.users, req)?;
     match app.broker.pop(list)? {
-        Some(resp) => Ok(Reply::Now(resp)),
+        Some(envelope) => Ok(Reply::Now(render(Delivery::Popped(envelope)))),
         None => {
             let broker = Arc::clone(&app.broker);
             let list = list.to_string();
-            Ok(Reply::Later(Box::new(move |responder| {
-                broker.park_pop(list, responder)
+            Ok(Reply::Later(Box::new(move |respond| {
+                broker.park_pop(list, Box::new(move |delivery| respond(render(delivery))));
             })))
         }
     }
@@ -227,5 +208,15 @@ pub fn pop(app: &App, req: &Req, list: &str) -> Result<Reply, ApiError> {
 /// `GET /stats/subscriptions` (admin).
 pub fn stats(app: &App, req: &Req) -> ApiResult {
     auth::admin(&app.keys, &app.users, req)?;
-    Ok(Resp::json(&Value::Array(app.broker.stats())))
+    let subs = app.broker.subscriptions();
+    let items: Vec<Value> = subs
+        .iter()
+        .map(|s| {
+            json!({"id": s.id, "channel": s.channel, "user": s.user,
+                   "promiscuous": s.promiscuous,
+                   "created": timestamp::format(&s.created),
+                   "last_poll": s.last_poll.as_ref().map(timestamp::format)})
+        })
+        .collect();
+    Ok(Resp::json(&Value::Array(items)))
 }

@@ -3,7 +3,7 @@
 //! `GET /events`.
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use super::{Notice, StoreError, filter_sql, notice};
 use crate::model::event::Event;
@@ -72,43 +72,9 @@ pub fn max_seq(c: &Connection) -> Result<i64, StoreError> {
     )?)
 }
 
-/// The first event on `channel` with `after < seq <= upto` that a
-/// subscriber sees (owner filter unless promiscuous), not older than
-/// `oldest`: (seq, CloudEvent text).
-pub fn next_for(
-    c: &Connection,
-    channel: &str,
-    after: i64,
-    upto: i64,
-    username: &str,
-    promiscuous: bool,
-    oldest: &Timestamp,
-) -> Result<Option<(i64, String)>, StoreError> {
-    Ok(c.query_row(
-        "SELECT seq, envelope, data FROM event
-         WHERE channel = ?1 AND seq > ?2 AND seq <= ?3
-           AND (?4 OR owner IS NULL OR owner = ?5) AND timestamp >= ?6
-         ORDER BY seq LIMIT 1",
-        params![
-            channel,
-            after,
-            upto,
-            promiscuous,
-            username,
-            timestamp::format(oldest)
-        ],
-        |r| {
-            let seq: i64 = r.get(0)?;
-            let (envelope, data): (String, String) = (r.get(1)?, r.get(2)?);
-            Ok((seq, deliverable(&envelope, &data, seq)))
-        },
-    )
-    .optional()?)
-}
-
-/// A stored event as subscribers see it.
+/// A stored event of a channel, as subscribers get it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Delivery {
+pub struct ChannelEvent {
     pub seq: i64,
     pub owner: Option<String>,
     /// The CloudEvent text, `_sequence_id` included.
@@ -116,8 +82,9 @@ pub struct Delivery {
 }
 
 /// Up to `limit` events on `channel` with `after < seq <= upto`, not older
-/// than `oldest`, in sequence order (one read serves every parked listener
-/// of the channel).
+/// than `oldest`, in sequence order, whoever owns them: which of them a
+/// subscriber gets is the broker's rule (one read serves every listener of
+/// the channel).
 pub fn since(
     c: &Connection,
     channel: &str,
@@ -125,7 +92,7 @@ pub fn since(
     upto: i64,
     oldest: &Timestamp,
     limit: i64,
-) -> Result<Vec<Delivery>, StoreError> {
+) -> Result<Vec<ChannelEvent>, StoreError> {
     let mut stmt = c.prepare_cached(
         "SELECT seq, owner, envelope, data FROM event
          WHERE channel = ?1 AND seq > ?2 AND seq <= ?3 AND timestamp >= ?4
@@ -134,7 +101,7 @@ pub fn since(
     let rows = stmt.query_map(
         params![channel, after, upto, timestamp::format(oldest), limit],
         |r| {
-            Ok(Delivery {
+            Ok(ChannelEvent {
                 seq: r.get(0)?,
                 owner: r.get(1)?,
                 envelope: deliverable(&r.get::<_, String>(2)?, &r.get::<_, String>(3)?, r.get(0)?),

@@ -243,6 +243,18 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_write_timeout(listener, ssl_config, None)
+    }
+
+    /// Like `from_listener`, with a bound on how long one write to a client
+    /// may block (kci-lite patch): a write that times out closes the
+    /// connection, so a client that stops reading cannot hold the thread
+    /// that answers it.
+    pub fn from_listener_with_write_timeout<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        write_timeout: Option<std::time::Duration>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -294,6 +306,9 @@ impl Server {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
+                        if write_timeout.is_some() && sock.set_write_timeout(write_timeout).is_err() {
+                            continue;
+                        }
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]

@@ -66,11 +66,20 @@ impl Read for Stream {
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
-        match self {
+        let written = match self {
             Stream::Http(tcp_stream) => tcp_stream.write(buf),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => ssl_stream.write(buf),
+        };
+        // kci-lite patch: a write that timed out left a response half sent;
+        // nothing more can be said on this connection, so close it (both
+        // ways, which also ends the thread reading its next request).
+        if let Err(err) = &written {
+            if matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
+                let _ = self.shutdown(Shutdown::Both);
+            }
         }
+        written
     }
 
     fn flush(&mut self) -> IoResult<()> {
