@@ -5,9 +5,10 @@
 use rusqlite::types::Value;
 use rusqlite::{Connection, params};
 
-use super::{Notice, StoreError, filter_sql, notice};
+use super::filter::{SqlTable, doc_table, filter_sql};
+use super::{Notice, StoreError, notice};
 use crate::model::event::Event;
-use crate::query::{Filter, SqlTable, doc_table};
+use crate::query::Filter;
 use crate::timestamp::{self, Timestamp};
 
 /// The stored event document that `GET /events` filters and returns.

@@ -2,9 +2,10 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::filter::{SqlTable, doc_table};
 use super::{StoreError, page};
 use crate::model::user::Group;
-use crate::query::{Filter, SqlTable, doc_table};
+use crate::query::Filter;
 
 const GROUPS: SqlTable = doc_table("json_object('id', id, 'name', name)");
 

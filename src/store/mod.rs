@@ -2,6 +2,7 @@
 //! thread that group-commits every write. All SQL lives under `store/`.
 
 pub mod events;
+pub mod filter;
 pub mod groups;
 pub mod meta;
 pub mod migrate;
@@ -20,11 +21,12 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use r2d2_sqlite::SqliteConnectionManager;
-use regex::Regex;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags};
 
-use crate::query::{self, Condition, Filter, Param, SqlTable};
+use crate::query::matcher::{self, Matcher};
+use crate::query::{Condition, Filter};
+use filter::{SqlTable, filter_sql};
 
 /// How long a connection waits for a lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -103,24 +105,27 @@ fn prepare(conn: &Connection, synchronous_full: bool) -> rusqlite::Result<()> {
 }
 
 /// `kci_match(doc, condition_json)`: the query language's matcher, and
-/// `REGEXP` on the `regex` crate (linear time).
+/// `REGEXP` with the matcher's patterns (the `regex` crate: linear time).
 fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
     conn.create_scalar_function("kci_match", 2, flags, |ctx| {
-        let cond: Arc<(Condition, Option<Regex>)> = ctx.get_or_create_aux(1, |vr| {
+        let matcher: Arc<Matcher> = ctx.get_or_create_aux(1, |vr| {
             let text = vr.as_str()?;
             let cond: Condition = serde_json::from_str(text)
                 .map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))?;
-            let regex = cond.regex();
-            Ok::<_, rusqlite::Error>((cond, regex))
+            let filter = Filter {
+                conditions: vec![cond],
+            };
+            Ok::<_, rusqlite::Error>(Matcher::new(&filter))
         })?;
         let doc_text = ctx.get_raw(0).as_str().unwrap_or("null");
         let doc: serde_json::Value = serde_json::from_str(doc_text).unwrap_or_default();
-        Ok(cond.0.matches(&doc, cond.1.as_ref()))
+        Ok(matcher.matches(&doc))
     })?;
     conn.create_scalar_function("regexp", 2, flags, |ctx| {
-        let re: Arc<Regex> = ctx.get_or_create_aux(0, |vr| {
-            Regex::new(vr.as_str()?).map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))
+        let re: Arc<regex::Regex> = ctx.get_or_create_aux(0, |vr| {
+            matcher::compile_pattern(vr.as_str()?)
+                .map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))
         })?;
         Ok(ctx
             .get_raw(1)
@@ -143,22 +148,6 @@ pub fn open_connection(path: &Path, synchronous_full: bool) -> Result<Connection
     }
     prepare(&conn, synchronous_full)?;
     Ok(conn)
-}
-
-/// SQL for a filter over `table`, parameters ready to bind.
-pub fn filter_sql(
-    filter: &Filter,
-    table: &SqlTable,
-) -> Result<(String, Vec<rusqlite::types::Value>), StoreError> {
-    let (sql, params) = query::to_sql(filter, table)?;
-    let params = params
-        .into_iter()
-        .map(|p| match p {
-            Param::Text(s) => rusqlite::types::Value::Text(s),
-            Param::Int(n) => rusqlite::types::Value::Integer(n),
-        })
-        .collect();
-    Ok((sql, params))
 }
 
 /// SQLite integers are signed: larger limits mean "everything".

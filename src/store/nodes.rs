@@ -3,10 +3,11 @@
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
 
+use super::StoreError;
 use super::clamp;
-use super::{StoreError, filter_sql};
+use super::filter::{self, NODE_TABLE, filter_sql};
 use crate::model::node::Node;
-use crate::query::{self, Filter, NODE_TABLE};
+use crate::query::Filter;
 use crate::timestamp;
 
 fn decode(doc: String) -> Result<Node, StoreError> {
@@ -34,7 +35,7 @@ pub fn exists(c: &Connection, id: &str) -> Result<bool, StoreError> {
 /// The row of a node: columns in the order of INSERT_SQL / UPDATE_SQL.
 fn row(node: &Node) -> Vec<Value> {
     let doc = node.to_json();
-    let irregular = !query::is_regular(&doc, &NODE_TABLE);
+    let irregular = !filter::is_regular(&doc, &NODE_TABLE);
     let text = |s: &str| Value::Text(s.to_string());
     let opt = |s: Option<&str>| s.map_or(Value::Null, text);
     vec![

@@ -3,9 +3,10 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::filter::{SqlTable, doc_table};
 use super::{StoreError, page};
 use crate::model::user::User;
-use crate::query::{Filter, SqlTable, doc_table};
+use crate::query::Filter;
 
 const USERS: SqlTable = doc_table("doc");
 

@@ -1,0 +1,231 @@
+//! MongoDB semantics of the query language over a JSON document: a field
+//! path descends into arrays, equality holds for the value or any element,
+//! `null` also matches a missing field, comparisons only hold between values
+//! of the same type. [`matches`] judges a whole filter, [`Matcher`] does the
+//! same with its patterns compiled once, and [`Condition::matches`] judges
+//! one condition.
+
+use regex::Regex;
+use serde_json::Value;
+
+use super::{Condition, Filter, Op, QValue};
+
+/// Compiles a `__re` pattern as every matcher of the product does (the
+/// `regex` crate: linear time, no backtracking).
+pub fn compile_pattern(pattern: &str) -> Result<Regex, regex::Error> {
+    Regex::new(pattern)
+}
+
+/// Whether `doc` satisfies every condition of `filter`.
+pub fn matches(filter: &Filter, doc: &Value) -> bool {
+    Matcher::new(filter).matches(doc)
+}
+
+/// A filter with its patterns compiled, to match many documents.
+pub struct Matcher {
+    conditions: Vec<(Condition, Option<Regex>)>,
+}
+
+impl Matcher {
+    /// Compiles the patterns of `filter`.
+    pub fn new(filter: &Filter) -> Matcher {
+        let conditions = filter
+            .conditions
+            .iter()
+            .map(|c| (c.clone(), c.regex()))
+            .collect();
+        Matcher { conditions }
+    }
+
+    /// Whether `doc` satisfies every condition.
+    pub fn matches(&self, doc: &Value) -> bool {
+        self.conditions
+            .iter()
+            .all(|(c, regex)| c.matches(doc, regex.as_ref()))
+    }
+}
+
+/// The values found at `path` in `doc`, descending into arrays on the way.
+fn values_at<'a>(doc: &'a Value, path: &[String], out: &mut Vec<&'a Value>) {
+    let Some((step, rest)) = path.split_first() else {
+        out.push(doc);
+        return;
+    };
+    match doc {
+        Value::Object(map) => {
+            if let Some(next) = map.get(step) {
+                values_at(next, rest, out);
+            }
+        }
+        Value::Array(items) => {
+            if let Ok(index) = step.parse::<usize>()
+                && let Some(next) = items.get(index)
+            {
+                values_at(next, rest, out);
+            }
+            for item in items {
+                if item.is_object() {
+                    values_at(item, path, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn scalar_equals(v: &Value, want: &QValue) -> bool {
+    match (v, want) {
+        (Value::Null, QValue::Null) => true,
+        (Value::Bool(a), QValue::Bool(b)) => a == b,
+        (Value::String(a), QValue::Str(b)) => a == b,
+        (Value::Number(a), QValue::Int(b)) => a.as_f64() == Some(*b as f64),
+        _ => false,
+    }
+}
+
+/// Equality with array semantics: the value itself or any element.
+fn equals(v: &Value, want: &QValue) -> bool {
+    scalar_equals(v, want)
+        || match v {
+            Value::Array(items) => items.iter().any(|i| scalar_equals(i, want)),
+            _ => false,
+        }
+}
+
+fn compare(v: &Value, want: &QValue, op: Op) -> bool {
+    use std::cmp::Ordering;
+    let ordering = match (v, want) {
+        (Value::Number(a), QValue::Int(b)) => a.as_f64().and_then(|a| a.partial_cmp(&(*b as f64))),
+        (Value::String(a), QValue::Str(b)) => Some(a.as_bytes().cmp(b.as_bytes())),
+        (Value::Array(items), _) => {
+            return items.iter().any(|i| !i.is_array() && compare(i, want, op));
+        }
+        _ => None,
+    };
+    match (ordering, op) {
+        (Some(o), Op::Lt) => o == Ordering::Less,
+        (Some(o), Op::Lte) => o != Ordering::Greater,
+        (Some(o), Op::Gt) => o == Ordering::Greater,
+        (Some(o), Op::Gte) => o != Ordering::Less,
+        _ => false,
+    }
+}
+
+fn regex_matches(v: &Value, re: &Regex) -> bool {
+    match v {
+        Value::String(s) => re.is_match(s),
+        Value::Array(items) => items
+            .iter()
+            .any(|i| i.as_str().is_some_and(|s| re.is_match(s))),
+        _ => false,
+    }
+}
+
+impl Condition {
+    /// The compiled pattern of a `__re` condition.
+    pub fn regex(&self) -> Option<Regex> {
+        match (&self.op, &self.value) {
+            (Op::Re, QValue::Str(p)) => compile_pattern(p).ok(),
+            _ => None,
+        }
+    }
+
+    /// Whether `doc` satisfies the condition (MongoDB semantics); `regex` is
+    /// the compiled pattern of a `__re` condition (see [`Condition::regex`]).
+    pub fn matches(&self, doc: &Value, regex: Option<&Regex>) -> bool {
+        let mut found = Vec::new();
+        values_at(doc, &self.path, &mut found);
+        let any_equal = |want: &QValue| found.iter().any(|v| equals(v, want));
+        let in_list = |list: &[String]| {
+            list.iter()
+                .any(|item| any_equal(&QValue::Str(item.clone())))
+        };
+        match (&self.op, &self.value) {
+            (Op::Eq, QValue::Null) => found.is_empty() || any_equal(&QValue::Null),
+            (Op::Eq, want) => any_equal(want),
+            (Op::Ne, QValue::Null) => !(found.is_empty() || any_equal(&QValue::Null)),
+            (Op::Ne, want) => !any_equal(want),
+            (Op::In, QValue::List(list)) => in_list(list),
+            (Op::Nin, QValue::List(list)) => !in_list(list),
+            (Op::Re, _) => regex.is_some_and(|re| found.iter().any(|v| regex_matches(v, re))),
+            (op @ (Op::Lt | Op::Gt | Op::Lte | Op::Gte), want) => {
+                found.iter().any(|v| compare(v, want, *op))
+            }
+            _ => false,
+        }
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::NODE_SCHEMA;
+    use serde_json::json;
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// The whole-filter entry point, checked against the conditions one by one.
+    fn check(pairs: &[(&str, &str)], doc: &Value) -> bool {
+        let filter =
+            Filter::parse(&params(pairs), &["limit", "offset"], &NODE_SCHEMA).expect("valid query");
+        let each = filter
+            .conditions
+            .iter()
+            .all(|c| c.matches(doc, c.regex().as_ref()));
+        assert_eq!(matches(&filter, doc), each, "{pairs:?}");
+        each
+    }
+
+    #[test]
+    fn equality_and_arrays() {
+        let doc =
+            json!({"name": "a", "path": ["checkout", "kbuild"], "data": {"items": [{"n": "x"}]}});
+        assert!(check(&[("name", "a")], &doc));
+        assert!(check(&[("path", "checkout")], &doc));
+        assert!(check(&[("data.items.n", "x")], &doc));
+        assert!(!check(&[("name", "b")], &doc));
+        assert!(check(&[("unknown", "null")], &doc));
+        assert!(!check(&[("unknown", "x")], &doc));
+    }
+
+    #[test]
+    fn booleans_nulls_and_last_wins() {
+        let doc = json!({"flag": true, "group": null});
+        assert!(check(&[("flag", "TRUE")], &doc));
+        assert!(check(&[("group", "null")], &doc));
+        assert!(check(&[("flag", "false"), ("flag", "true")], &doc));
+    }
+
+    #[test]
+    fn operators() {
+        let doc = json!({"v": 7, "s": "abc", "created": "2024-01-02T00:00:00.000000"});
+        assert!(check(&[("v__gt", "5")], &doc));
+        assert!(!check(&[("v__gt", "007")], &doc));
+        assert!(check(&[("v__gte", "007")], &doc));
+        assert!(check(&[("s__re", "^ab")], &doc));
+        assert!(check(&[("s__in", "x,abc")], &doc));
+        assert!(check(&[("s__nin", "x,y")], &doc));
+        assert!(check(&[("missing__ne", "x")], &doc));
+        assert!(check(&[("v__int", "7")], &doc));
+        assert!(check(
+            &[("created__gt", "2024-01-01"), ("created__lt", "2024-01-03")],
+            &doc
+        ));
+        assert!(!check(&[("s__gt", "5")], &json!({"s": "9"})));
+    }
+
+    #[test]
+    fn empty_filter_matches_everything_and_a_matcher_is_reusable() {
+        assert!(matches(&Filter::default(), &json!(null)));
+        let filter = Filter::parse(&params(&[("s__re", "^ab")]), &[], &NODE_SCHEMA).expect("valid");
+        let matcher = Matcher::new(&filter);
+        assert!(matcher.matches(&json!({"s": "abc"})));
+        assert!(matcher.matches(&json!({"s": ["x", "abd"]})));
+        assert!(!matcher.matches(&json!({"s": "cab"})));
+        assert!(!matcher.matches(&json!({"s": 1})));
+    }
+}
