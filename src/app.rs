@@ -68,6 +68,26 @@ pub fn random_password(len: usize) -> String {
         .collect()
 }
 
+/// Why [`App::create_user`] stored nothing.
+#[derive(Debug)]
+pub enum CreateUserError {
+    /// Another user already has this username.
+    UsernameTaken,
+    /// Another user already has this e-mail address (compared
+    /// case-insensitively).
+    EmailTaken,
+    /// No group has this name.
+    UnknownGroup(String),
+    /// The store failed, or caught a uniqueness race itself.
+    Store(StoreError),
+}
+
+impl From<StoreError> for CreateUserError {
+    fn from(err: StoreError) -> CreateUserError {
+        CreateUserError::Store(err)
+    }
+}
+
 impl App {
     /// Opens the database (migrating it), loads or generates the secret,
     /// ensures `node:edit:any` and the first admin exist.
@@ -207,7 +227,7 @@ impl App {
             .map_err(|e| StartError(format!("{:?}", e.cause)))?;
         let user = User {
             id: ids::new_id(),
-            email,
+            email: email.clone(),
             is_active: true,
             is_superuser: true,
             is_verified: true,
@@ -215,33 +235,49 @@ impl App {
             groups: Vec::new(),
             hashed_password,
         };
+        self.create_user(user, Vec::new()).map_err(|err| match err {
+            CreateUserError::UsernameTaken => {
+                StartError(format!("a user named '{username}' already exists"))
+            }
+            CreateUserError::EmailTaken => {
+                StartError(format!("a user with e-mail '{email}' already exists"))
+            }
+            CreateUserError::UnknownGroup(name) => StartError(format!("no group named '{name}'")),
+            CreateUserError::Store(StoreError::Conflict(what)) => StartError(what),
+            CreateUserError::Store(other) => StartError(other.to_string()),
+        })
+    }
+
+    /// Stores a new user in one write: its username and e-mail must be
+    /// free, and its groups are the ones named in `group_names` (looked up
+    /// in the same transaction; they replace `user.groups`). Once the write
+    /// commits, the user cache holds the user.
+    pub fn create_user(
+        &self,
+        mut user: User,
+        group_names: Vec<String>,
+    ) -> Result<User, CreateUserError> {
         let cache = Arc::clone(&self.users);
-        let new = user.clone();
-        self.store
-            .write_then(
-                move |c| {
-                    if users::get_by_username(c, &new.username)?.is_some() {
-                        return Err(StoreError::Conflict(format!(
-                            "a user named '{}' already exists",
-                            new.username
-                        )));
-                    }
-                    if users::get_by_email(c, &new.email)?.is_some() {
-                        return Err(StoreError::Conflict(format!(
-                            "a user with e-mail '{}' already exists",
-                            new.email
-                        )));
-                    }
-                    users::insert(c, &new)?;
-                    Ok(new)
-                },
-                move |u| cache.put(u),
-            )
-            .map_err(|e| match e {
-                StoreError::Conflict(what) => StartError(what),
-                other => StartError(other.to_string()),
-            })?;
-        Ok(user)
+        self.store.write_then(
+            move |c| {
+                if users::get_by_username(c, &user.username)?.is_some() {
+                    return Err(CreateUserError::UsernameTaken);
+                }
+                if users::get_by_email(c, &user.email)?.is_some() {
+                    return Err(CreateUserError::EmailTaken);
+                }
+                user.groups = group_names
+                    .into_iter()
+                    .map(|name| match groups::get_by_name(c, &name)? {
+                        Some(group) => Ok(group),
+                        None => Err(CreateUserError::UnknownGroup(name)),
+                    })
+                    .collect::<Result<_, _>>()?;
+                users::insert(c, &user)?;
+                Ok(user)
+            },
+            move |user| cache.put(user),
+        )
     }
 
     /// The hash to check a password against when no user matched.

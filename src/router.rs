@@ -2,7 +2,7 @@
 //! prefix was stripped. A path that exists with another method is a 405,
 //! anything else a 404.
 
-use crate::api::{events, groups, nodes, pages, pubsub, users};
+use crate::api::{account, events, groups, nodes, pages, pubsub, users};
 use crate::app::App;
 use crate::http::{ApiError, Method, Reply, Req};
 
@@ -25,19 +25,19 @@ fn lookup<'a>(method: Method, segments: &'a [&'a str]) -> Option<Handler<'a>> {
         (Get, ["static", "js", file]) => now(move |_, _| pages::asset("js", file)),
         (Get, ["icons", file]) => now(move |_, _| pages::asset("icons", file)),
 
-        (Post, ["user", "login"]) => now(users::login),
-        (Post, ["user", "logout"]) => now(users::logout),
+        (Post, ["user", "login"]) => now(account::login),
+        (Post, ["user", "logout"]) => now(account::logout),
         (Post, ["user", "register"]) => now(users::register),
         (Get, ["user", "invite"]) => now(|_, _| pages::invite_page()),
-        (Post, ["user", "invite"]) => now(users::invite),
-        (Get, ["user", "invite", "url"]) => now(users::invite_url),
+        (Post, ["user", "invite"]) => now(account::invite),
+        (Get, ["user", "invite", "url"]) => now(account::invite_url),
         (Get, ["user", "accept-invite"]) => now(|_, _| pages::accept_invite_page()),
-        (Post, ["user", "accept-invite"]) => now(users::accept_invite),
-        (Post, ["user", "request-verify-token"]) => now(users::request_verify_token),
-        (Post, ["user", "verify"]) => now(users::verify),
-        (Post, ["user", "forgot-password"]) => now(users::forgot_password),
-        (Post, ["user", "reset-password"]) => now(users::reset_password),
-        (Post, ["user", "update-password"]) => now(users::update_password),
+        (Post, ["user", "accept-invite"]) => now(account::accept_invite),
+        (Post, ["user", "request-verify-token"]) => now(account::request_verify_token),
+        (Post, ["user", "verify"]) => now(account::verify),
+        (Post, ["user", "forgot-password"]) => now(account::forgot_password),
+        (Post, ["user", "reset-password"]) => now(account::reset_password),
+        (Post, ["user", "update-password"]) => now(account::update_password),
         (Get, ["whoami"]) => now(users::whoami),
         (Get, ["users"]) => now(users::list),
         (Get, ["user", "me"]) => now(users::whoami),

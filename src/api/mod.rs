@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per resource, plus the helpers they share
 //! (pagination, path ids, page envelopes).
 
+pub mod account;
 pub mod events;
 pub mod groups;
 pub mod nodes;
