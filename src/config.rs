@@ -12,6 +12,10 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 pub const DEFAULT_TOKEN_LIFETIME_SECS: u64 = 315_360_000;
 /// Default number of HTTP worker threads.
 pub const DEFAULT_HTTP_THREADS: usize = 16;
+/// Default longest time one write to a client may block, in seconds.
+pub const DEFAULT_SEND_TIMEOUT_SECS: u64 = 10;
+/// Longest send timeout accepted, in seconds.
+const MAX_SEND_TIMEOUT_SECS: u64 = 3600;
 
 /// Shortest HMAC secret accepted (jwt-simple refuses weaker keys).
 pub const MIN_SECRET_LEN: usize = 12;
@@ -65,6 +69,9 @@ pub struct Config {
     pub node_purge_age_days: u64,
     pub max_body_bytes: u64,
     pub http_threads: usize,
+    /// A client that reads nothing of a response for this long is
+    /// disconnected.
+    pub send_timeout_secs: u64,
     pub bcrypt_cost: u32,
     pub synchronous_full: bool,
     /// Names of ignored upstream variables that were set (logged at start).
@@ -244,6 +251,17 @@ impl Config {
             Some(v) => parse_num::<u64>("KCI_MAX_BODY_BYTES", &v)?,
             None => DEFAULT_MAX_BODY_BYTES,
         };
+        let send_timeout_secs = match get("KCI_SEND_TIMEOUT_SECONDS") {
+            Some(v) => match parse_num::<u64>("KCI_SEND_TIMEOUT_SECONDS", &v)? {
+                n @ 1..=MAX_SEND_TIMEOUT_SECS => n,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "KCI_SEND_TIMEOUT_SECONDS: must be 1 to {MAX_SEND_TIMEOUT_SECS} seconds"
+                    )));
+                }
+            },
+            None => DEFAULT_SEND_TIMEOUT_SECS,
+        };
         let public_base_url = get("PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_string());
         if let Some(url) = &public_base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -278,6 +296,7 @@ impl Config {
             node_purge_age_days: opt_num(&get, "NODE_PURGE_AGE_DAYS", 180)?,
             max_body_bytes,
             http_threads,
+            send_timeout_secs,
             bcrypt_cost,
             synchronous_full,
             ignored: IGNORED_UPSTREAM

@@ -108,6 +108,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// Longest wait at shutdown for the last answers to be written.
+const SHUTDOWN_WRITES: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn load_config() -> Result<Config, String> {
     Config::load().map_err(|e| format!("configuration: {e}"))
 }
@@ -128,8 +131,9 @@ fn serve(bind: &str, db: &std::path::Path) -> Result<(), String> {
     );
     let signal = signals.forever().next();
     eprintln!("kci-lite: signal {signal:?} received, shutting down");
-    running.stop();
+    let writes = running.stop();
     app.close();
+    writes.wait(SHUTDOWN_WRITES);
     eprintln!("kci-lite: stopped");
     Ok(())
 }

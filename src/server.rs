@@ -9,7 +9,7 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,9 +21,6 @@ use crate::router;
 
 /// How often an idle worker looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(200);
-/// Longest one write to a client may block; a client that reads nothing
-/// for this long is disconnected.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// A writer thread idle this long ends.
 const WRITER_IDLE_EXIT: Duration = Duration::from_secs(10);
 /// Stack of a writer thread (it only copies a response to a socket).
@@ -35,6 +32,19 @@ pub struct Running {
     stopping: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
     server: Arc<tiny_http::Server>,
+    writers: Arc<Writers>,
+}
+
+/// Answers still being written when the server stopped (see
+/// [`Running::stop`]).
+pub struct Writes(Arc<Writers>);
+
+impl Writes {
+    /// Waits until they are written, at most `timeout` (a client that does
+    /// not read is not waited for longer).
+    pub fn wait(&self, timeout: Duration) {
+        self.0.wait(timeout);
+    }
 }
 
 impl Running {
@@ -44,7 +54,10 @@ impl Running {
     }
 
     /// Stops accepting work, lets in-flight requests finish, joins workers.
-    pub fn stop(self) {
+    /// Answers given later (parked requests ended by the broker's stop)
+    /// are written on their own threads: [`Writes::wait`] waits for them.
+    pub fn stop(self) -> Writes {
+        let writes = Writes(Arc::clone(&self.writers));
         self.stopping.store(true, Ordering::SeqCst);
         for _ in &self.workers {
             self.server.unblock();
@@ -52,6 +65,7 @@ impl Running {
         for worker in self.workers {
             let _ = worker.join();
         }
+        writes
     }
 }
 
@@ -76,7 +90,7 @@ fn listen(bind: &str) -> std::io::Result<std::net::TcpListener> {
 type Write = Box<dyn FnOnce() + Send>;
 
 /// Threads that write responses handed over by other threads. A write is
-/// bounded by [`SEND_TIMEOUT`], and a write never waits for another: when
+/// bounded by the send timeout (`KCI_SEND_TIMEOUT_SECONDS`), and a write never waits for another: when
 /// every writer is busy, one more starts; an idle one ends after a while.
 /// So the number of writers follows the number of slow clients being
 /// answered at once, and nobody else waits for them.
@@ -85,6 +99,8 @@ struct Writers {
     queue: Receiver<Write>,
     /// Writers waiting for a job and not yet promised one.
     available: AtomicIsize,
+    /// Writes submitted and not finished.
+    pending: AtomicUsize,
 }
 
 impl Writers {
@@ -94,11 +110,18 @@ impl Writers {
             jobs,
             queue,
             available: AtomicIsize::new(0),
+            pending: AtomicUsize::new(0),
         })
     }
 
     /// Runs `write` on a writer thread; never blocks.
     fn submit(self: &Arc<Self>, write: Write) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let me = Arc::clone(self);
+        let write: Write = Box::new(move || {
+            write();
+            me.pending.fetch_sub(1, Ordering::SeqCst);
+        });
         let promised = self
             .available
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -126,6 +149,14 @@ impl Writers {
             });
         if let Err(err) = spawned {
             eprintln!("kci-lite: cannot start a writer thread: {err}");
+        }
+    }
+
+    /// Waits until every submitted write is done, or `timeout` passed.
+    fn wait(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.pending.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -160,8 +191,11 @@ impl Writers {
 /// Binds `bind` and starts the worker threads.
 pub fn start(app: Arc<App>, bind: &str) -> Result<Running, StartError> {
     let listener = listen(bind).map_err(|e| StartError(format!("cannot listen on {bind}: {e}")))?;
+    // A write that blocks this long means the client stopped reading: the
+    // connection is closed rather than waited for.
+    let send_timeout = Duration::from_secs(app.config.send_timeout_secs);
     let server =
-        tiny_http::Server::from_listener_with_write_timeout(listener, None, Some(SEND_TIMEOUT))
+        tiny_http::Server::from_listener_with_write_timeout(listener, None, Some(send_timeout))
             .map_err(|e| StartError(format!("cannot listen on {bind}: {e}")))?;
     let addr = server
         .server_addr()
@@ -189,6 +223,7 @@ pub fn start(app: Arc<App>, bind: &str) -> Result<Running, StartError> {
         stopping,
         workers,
         server,
+        writers,
     })
 }
 

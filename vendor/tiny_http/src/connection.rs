@@ -104,6 +104,15 @@ impl Connection {
         }
     }
 
+    // kci-lite patch: the bound set by `set_write_timeout`.
+    pub(crate) fn write_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+        match self {
+            Self::Tcp(s) => s.write_timeout(),
+            #[cfg(unix)]
+            Self::Unix(s) => s.write_timeout(),
+        }
+    }
+
     pub(crate) fn try_clone(&self) -> std::io::Result<Self> {
         match self {
             Self::Tcp(s) => s.try_clone().map(Self::from),

@@ -1,6 +1,8 @@
 use std::io::Result as IoResult;
 use std::io::{Read, Write};
+use std::io::{Error as IoError, ErrorKind};
 use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -66,20 +68,11 @@ impl Read for Stream {
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
-        let written = match self {
+        match self {
             Stream::Http(tcp_stream) => tcp_stream.write(buf),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => ssl_stream.write(buf),
-        };
-        // kci-lite patch: a write that timed out left a response half sent;
-        // nothing more can be said on this connection, so close it (both
-        // ways, which also ends the thread reading its next request).
-        if let Err(err) = &written {
-            if matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
-                let _ = self.shutdown(Shutdown::Both);
-            }
         }
-        written
     }
 
     fn flush(&mut self) -> IoResult<()> {
@@ -95,6 +88,8 @@ pub struct RefinedTcpStream {
     stream: Stream,
     close_read: bool,
     close_write: bool,
+    // kci-lite patch: the socket's write timeout, see `write`.
+    write_timeout: Option<Duration>,
 }
 
 impl RefinedTcpStream {
@@ -103,6 +98,11 @@ impl RefinedTcpStream {
         S: Into<Stream>,
     {
         let stream: Stream = stream.into();
+        let write_timeout = match &stream {
+            Stream::Http(connection) => connection.write_timeout().ok().flatten(),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => None,
+        };
 
         let (read, write) = (stream.clone(), stream);
 
@@ -110,12 +110,14 @@ impl RefinedTcpStream {
             stream: read,
             close_read: true,
             close_write: false,
+            write_timeout,
         };
 
         let write = RefinedTcpStream {
             stream: write,
             close_read: false,
             close_write: true,
+            write_timeout,
         };
 
         (read, write)
@@ -151,8 +153,23 @@ impl Read for RefinedTcpStream {
 }
 
 impl Write for RefinedTcpStream {
+    // kci-lite patch: a write that blocked for the whole write timeout means
+    // the client stopped reading (the kernel may still take a few bytes now
+    // and then, so the timeout alone rarely fails a write). The response is
+    // then half sent and nothing more can be said on this connection: close
+    // it both ways, which also ends the thread reading its next request.
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
-        self.stream.write(buf)
+        let started = Instant::now();
+        let written = self.stream.write(buf);
+        let stalled = match &written {
+            Err(err) => matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            Ok(_) => self.write_timeout.is_some_and(|t| started.elapsed() >= t),
+        };
+        if stalled {
+            let _ = self.stream.shutdown(Shutdown::Both);
+            return Err(IoError::new(ErrorKind::TimedOut, "client stopped reading"));
+        }
+        written
     }
 
     fn flush(&mut self) -> IoResult<()> {
