@@ -51,7 +51,7 @@ fn record(
     new: &Node,
 ) -> Result<(), StoreError> {
     nodes::update(c, new)?;
-    let data = new.event_data(false, Some((old.state.as_str(), old.result.as_deref())));
+    let data = new.event_data(false, Some(old));
     events::append(c, &Event::new("node", new.owner.as_deref(), data, source))?;
     Ok(())
 }

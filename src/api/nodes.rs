@@ -11,7 +11,7 @@ use crate::auth;
 use crate::http::{ApiError, ApiResult, Req, Resp};
 use crate::ids;
 use crate::model::event::Event;
-use crate::model::node::{Node, NodeError};
+use crate::model::node::{Node, NodeError, NodeSet};
 use crate::model::user::User;
 use crate::model::validate::{Fields, parse_bool_word};
 use crate::query::{Filter, NODE_SCHEMA};
@@ -66,7 +66,6 @@ fn record(
     hierarchy: bool,
     previous: Option<&Node>,
 ) -> Result<(), ApiError> {
-    let previous = previous.map(|p| (p.state.as_str(), p.result.as_deref()));
     let data = node.event_data(hierarchy, previous);
     events::append(c, &Event::new("node", node.owner.as_deref(), data, source))?;
     Ok(())
@@ -263,49 +262,10 @@ pub fn put_hierarchy(app: &App, req: &Req, id: &str) -> ApiResult {
 pub fn batch_nodeset(app: &App, req: &Req) -> ApiResult {
     let body = req.body()?;
     let user = auth::user(&app.keys, &app.users, req)?;
-    let body = body.require()?;
-    let mut f = Fields::new(&body);
-    let node_ids = match f.raw("nodes") {
-        Some(Value::Array(items)) => {
-            let strings: Option<Vec<String>> = items
-                .iter()
-                .map(|v| v.as_str().map(str::to_string))
-                .collect();
-            if strings.is_none() {
-                f.fail("nodes", "Input should be a valid string", "string_type");
-            }
-            strings
-        }
-        Some(_) => {
-            f.fail("nodes", "Input should be a valid list", "list_type");
-            None
-        }
-        None => {
-            f.fail("nodes", "Field required", "missing");
-            None
-        }
-    };
-    let field = f.required_str("field");
-    let value = f.required_str("value");
-    f.finish()?;
-    if field.as_deref() != Some("processed_by_kcidb_bridge") {
-        return Err(ApiError::bad_request("Field not supported"));
-    }
-    let flag = value
-        .as_deref()
-        .and_then(|v| match v.to_ascii_lowercase().as_str() {
-            "true" => Some(true),
-            "false" => Some(false),
-            _ => None,
-        });
-    let flag = flag.ok_or_else(|| ApiError::bad_request("Value must be 'true' or 'false'"))?;
-    let node_ids = node_ids
-        .unwrap_or_default()
-        .iter()
-        .map(|text| {
-            ids::parse_id(text).ok_or_else(|| ApiError::bad_request(&ids::invalid_id_detail(text)))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let NodeSet {
+        ids: node_ids,
+        flag,
+    } = NodeSet::parse(&body.require()?)?;
     let changed = app.store.write(move |c| {
         let mut found = Vec::with_capacity(node_ids.len());
         for id in &node_ids {

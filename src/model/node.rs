@@ -1,64 +1,257 @@
-//! Nodes: the 23-field model in the contract's key order, its defaults and
-//! the validation of a create body. Kind-specific `data` rules and updates
-//! belong to the nodes issue; this is the first slice.
+//! Nodes: the 23-field model in the contract's key order and its typed
+//! kind, state and result; the parsing of create, PUT and PATCH bodies; the
+//! state machine and the timer's rules (pure: the clock is a parameter).
 
 use chrono::Duration;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::node_data;
 use super::user::{NODE_EDIT_ANY, User};
-use super::validate::{Fields, ValidationItem};
+use super::validate::{Checked, Fields, ValidationItem};
 use crate::ids;
-use crate::timestamp::{self, Timestamp};
+use crate::timestamp::Timestamp;
 
-/// Kinds the API accepts.
-pub const KINDS: &[&str] = &[
-    "checkout",
-    "kbuild",
-    "test",
-    "job",
-    "process",
-    "regression",
-    "node",
-];
-/// Node states.
-pub const STATES: &[&str] = &["running", "available", "closing", "done"];
-/// Node results.
-pub const RESULTS: &[&str] = &["pass", "fail", "skip", "incomplete"];
 /// Default lifetime of a node before it times out.
 pub const DEFAULT_TIMEOUT_HOURS: i64 = 6;
 /// A closing node without any child goes done after this long (children
 /// attached right after the state change keep it closing).
 pub const CLOSING_GRACE_MS: i64 = 500;
 
-/// A node with every field of the contract.
-#[derive(Clone, Debug, PartialEq)]
+/// What a node stands for; selects the rules of its `data`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A source checkout (`checkout`).
+    Checkout,
+    /// A kernel build (`kbuild`).
+    Kbuild,
+    /// A test (`test`).
+    Test,
+    /// A test job (`job`).
+    Job,
+    /// A pipeline process (`process`).
+    Process,
+    /// A regression found between two results (`regression`).
+    Regression,
+    /// A plain node, the default (`node`).
+    Node,
+}
+
+impl Kind {
+    /// Every kind the API accepts.
+    pub const ALL: [Kind; 7] = [
+        Kind::Checkout,
+        Kind::Kbuild,
+        Kind::Test,
+        Kind::Job,
+        Kind::Process,
+        Kind::Regression,
+        Kind::Node,
+    ];
+
+    /// The kind as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Checkout => "checkout",
+            Kind::Kbuild => "kbuild",
+            Kind::Test => "test",
+            Kind::Job => "job",
+            Kind::Process => "process",
+            Kind::Regression => "regression",
+            Kind::Node => "node",
+        }
+    }
+
+    /// The kind written `text`, if the API knows it.
+    pub fn parse(text: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// Where a node is in its life; see [`NodeState::can_become`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Work on the node goes on (the initial state).
+    Running,
+    /// Results are available; children may still be added until `holdoff`.
+    Available,
+    /// Waiting for pending descendants before going done.
+    Closing,
+    /// Final.
+    Done,
+}
+
+impl NodeState {
+    /// Every state, in the order a 422 message lists them.
+    pub const ALL: [NodeState; 4] = [
+        NodeState::Running,
+        NodeState::Available,
+        NodeState::Closing,
+        NodeState::Done,
+    ];
+
+    /// The state as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Running => "running",
+            NodeState::Available => "available",
+            NodeState::Closing => "closing",
+            NodeState::Done => "done",
+        }
+    }
+
+    /// Whether a client may move a node from `self` to `next` (the same
+    /// state is always allowed); the timer's moves follow the same table.
+    pub fn can_become(self, next: NodeState) -> bool {
+        use NodeState::*;
+        self == next
+            || matches!(
+                (self, next),
+                (Running, Available | Closing | Done)
+                    | (Available, Closing | Done)
+                    | (Closing, Done)
+            )
+    }
+}
+
+/// The outcome of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeResult {
+    /// It passed.
+    Pass,
+    /// It failed.
+    Fail,
+    /// It was skipped.
+    Skip,
+    /// It did not finish (set by the timer on a timeout).
+    Incomplete,
+}
+
+impl NodeResult {
+    /// Every result, in the order a 422 message lists them.
+    pub const ALL: [NodeResult; 4] = [
+        NodeResult::Pass,
+        NodeResult::Fail,
+        NodeResult::Skip,
+        NodeResult::Incomplete,
+    ];
+
+    /// The result as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeResult::Pass => "pass",
+            NodeResult::Fail => "fail",
+            NodeResult::Skip => "skip",
+            NodeResult::Incomplete => "incomplete",
+        }
+    }
+}
+
+/// A node with every field of the contract. Serialised, it is the node as
+/// every endpoint returns it and as it is stored: keys in the contract's
+/// order, every key always present (null when unset).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Node {
+    /// The node's object id.
     pub id: String,
-    pub kind: String,
+    /// What the node stands for.
+    pub kind: Kind,
+    /// The node's name.
     pub name: String,
+    /// The names from the root of its hierarchy down to it.
     pub path: Vec<String>,
+    /// A free-form group name.
     pub group: Option<String>,
+    /// The id of the parent node.
     pub parent: Option<String>,
-    pub state: String,
-    pub result: Option<String>,
+    /// Where the node is in its life.
+    pub state: NodeState,
+    /// The outcome, once known.
+    pub result: Option<NodeResult>,
+    /// Named http(s) URLs (object), or null.
     pub artifacts: Value,
+    /// Kind-specific data (object), or null.
     pub data: Value,
+    /// Free-form debug data (object), or null.
     pub debug: Value,
+    /// A list of strings, or null.
     pub jobfilter: Value,
+    /// A list of strings, or null.
     pub platform_filter: Value,
+    /// When the node was created.
+    #[serde(with = "wire_time")]
     pub created: Timestamp,
+    /// When the node last changed.
+    #[serde(with = "wire_time")]
     pub updated: Timestamp,
+    /// When a pending node times out.
+    #[serde(with = "wire_time")]
     pub timeout: Timestamp,
+    /// When an available node stops waiting for children.
+    #[serde(with = "wire_time_opt", default)]
     pub holdoff: Option<Timestamp>,
+    /// The username of the creator.
     pub owner: Option<String>,
+    /// Who submitted the hierarchy the node belongs to.
     pub submitter: Option<String>,
+    /// The tree id of the hierarchy.
     pub treeid: Option<String>,
+    /// Groups whose members may edit the node.
     pub user_groups: Vec<String>,
+    /// Whether the KCIDB bridge has processed the node.
     pub processed_by_kcidb_bridge: bool,
+    /// How many times the node was retried.
     pub retry_counter: i64,
 }
 
-/// Why a create body was refused.
+/// Timestamps in the contract's text form.
+mod wire_time {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use crate::timestamp::{self, Timestamp};
+
+    /// Writes `t` as the contract prints it.
+    pub fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&timestamp::format(t))
+    }
+
+    /// Reads a timestamp from its text.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        parse(String::deserialize(d)?)
+    }
+
+    /// The timestamp written `text`, or a serde error naming it.
+    pub fn parse<E: Error>(text: String) -> Result<Timestamp, E> {
+        timestamp::parse(&text).ok_or_else(|| E::custom(format!("bad timestamp {text:?}")))
+    }
+}
+
+/// Optional timestamps in the contract's text form; null when unset.
+mod wire_time_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::timestamp::Timestamp;
+
+    /// Writes `t` as the contract prints it, or null.
+    pub fn serialize<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => super::wire_time::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads a timestamp from its text; null is `None`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(super::wire_time::parse)
+            .transpose()
+    }
+}
+
+/// Why a node body was refused.
 #[derive(Debug)]
 pub enum NodeError {
     /// Schema problems (422).
@@ -73,83 +266,26 @@ impl From<Vec<ValidationItem>> for NodeError {
     }
 }
 
+/// What [`Node::parse`] does with an `id` in the body.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum GivenId {
+    /// A create: an `id` is a 400.
+    Refused,
+    /// An update: the stored id wins.
+    Ignored,
+}
+
 impl Node {
     /// The node as every endpoint returns it, keys in the contract's order.
     pub fn to_json(&self) -> Value {
-        let ts = |t: &Timestamp| Value::String(timestamp::format(t));
-        json!({
-            "id": self.id,
-            "kind": self.kind,
-            "name": self.name,
-            "path": self.path,
-            "group": self.group,
-            "parent": self.parent,
-            "state": self.state,
-            "result": self.result,
-            "artifacts": self.artifacts,
-            "data": self.data,
-            "debug": self.debug,
-            "jobfilter": self.jobfilter,
-            "platform_filter": self.platform_filter,
-            "created": ts(&self.created),
-            "updated": ts(&self.updated),
-            "timeout": ts(&self.timeout),
-            "holdoff": self.holdoff.as_ref().map(ts),
-            "owner": self.owner,
-            "submitter": self.submitter,
-            "treeid": self.treeid,
-            "user_groups": self.user_groups,
-            "processed_by_kcidb_bridge": self.processed_by_kcidb_bridge,
-            "retry_counter": self.retry_counter,
-        })
-    }
-
-    /// Rebuilds a node from its stored document.
-    pub fn from_json(doc: &Value) -> Option<Node> {
-        let s = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
-        let ts = |k: &str| {
-            doc.get(k)
-                .and_then(Value::as_str)
-                .and_then(timestamp::parse)
-        };
-        Some(Node {
-            id: s("id")?,
-            kind: s("kind")?,
-            name: s("name")?,
-            path: serde_json::from_value(doc.get("path")?.clone()).ok()?,
-            group: s("group"),
-            parent: s("parent"),
-            state: s("state")?,
-            result: s("result"),
-            artifacts: doc.get("artifacts")?.clone(),
-            data: doc.get("data")?.clone(),
-            debug: doc.get("debug")?.clone(),
-            jobfilter: doc.get("jobfilter")?.clone(),
-            platform_filter: doc.get("platform_filter")?.clone(),
-            created: ts("created")?,
-            updated: ts("updated")?,
-            timeout: ts("timeout")?,
-            holdoff: ts("holdoff"),
-            owner: s("owner"),
-            submitter: s("submitter"),
-            treeid: s("treeid"),
-            user_groups: serde_json::from_value(doc.get("user_groups")?.clone()).ok()?,
-            processed_by_kcidb_bridge: doc.get("processed_by_kcidb_bridge")?.as_bool()?,
-            retry_counter: doc.get("retry_counter")?.as_i64()?,
-        })
+        serde_json::to_value(self).expect("a node has string keys and text timestamps")
     }
 
     /// Builds a new node from a POST body: schema (422), then `id` present,
     /// kind and kind data (400). `owner` is always `owner`, whatever the body
     /// says.
     pub fn create(body: &Value, owner: &str, now: Timestamp) -> Result<Node, NodeError> {
-        let mut node = Node::parse(body, now)?;
-        if body.get("id").is_some_and(|v| !v.is_null()) {
-            return Err(NodeError::Rejected(
-                "id must not be given when creating a node".into(),
-            ));
-        }
-        node.check_kind()?;
+        let mut node = Node::parse(body, now, GivenId::Refused)?;
         node.id = ids::new_id();
         node.owner = Some(owner.to_string());
         Ok(node)
@@ -178,7 +314,7 @@ impl Node {
             ));
         }
         if check_transition {
-            self.check_transition(&node.state)?;
+            self.check_transition(node.state)?;
         }
         let sets_true =
             given.contains_key("processed_by_kcidb_bridge") && node.processed_by_kcidb_bridge;
@@ -203,7 +339,7 @@ impl Node {
             merged[key.as_str()] = given[key.as_str()].clone();
         }
         let mut node = self.updated_from(&merged, now)?;
-        self.check_transition(&node.state)?;
+        self.check_transition(node.state)?;
         let flag =
             given.contains_key("processed_by_kcidb_bridge") && node.processed_by_kcidb_bridge;
         node.processed_by_kcidb_bridge = node.state == self.state && flag;
@@ -212,8 +348,7 @@ impl Node {
 
     /// Parses a merged document as an update of `self`.
     fn updated_from(&self, merged: &Value, now: Timestamp) -> Result<Node, NodeError> {
-        let mut node = Node::parse(merged, now)?;
-        node.check_kind()?;
+        let mut node = Node::parse(merged, now, GivenId::Ignored)?;
         node.id = self.id.clone();
         node.owner = self.owner.clone();
         node.submitter = self.submitter.clone();
@@ -222,33 +357,23 @@ impl Node {
         Ok(node)
     }
 
-    fn check_transition(&self, next: &str) -> Result<(), NodeError> {
-        if can_become(&self.state, next) {
+    fn check_transition(&self, next: NodeState) -> Result<(), NodeError> {
+        if self.state.can_become(next) {
             Ok(())
         } else {
             Err(NodeError::Rejected(format!(
-                "Transition not allowed with state: {next}"
+                "Transition not allowed with state: {}",
+                next.as_str()
             )))
         }
-    }
-
-    /// Kind (400 `Unsupported node kind: …`) and kind-specific `data`.
-    fn check_kind(&mut self) -> Result<(), NodeError> {
-        if !KINDS.contains(&self.kind.as_str()) {
-            return Err(NodeError::Rejected(format!(
-                "Unsupported node kind: {}",
-                self.kind
-            )));
-        }
-        super::node_data::validate(&self.kind, &mut self.data).map_err(NodeError::Rejected)
     }
 
     /// The timer's rule for a pending node past its `timeout`: done, and
     /// when no result was set, `incomplete` with the timeout error in data.
     pub fn on_timeout(&self, now: Timestamp) -> Node {
-        let mut node = self.automatic(now, "done");
+        let mut node = self.automatic(now, NodeState::Done);
         if node.result.is_none() {
-            node.result = Some("incomplete".into());
+            node.result = Some(NodeResult::Incomplete);
             if !node.data.is_object() {
                 node.data = json!({});
             }
@@ -264,21 +389,21 @@ impl Node {
         self.automatic(
             now,
             if pending_descendants {
-                "closing"
+                NodeState::Closing
             } else {
-                "done"
+                NodeState::Done
             },
         )
     }
 
     /// The timer's rule for a closing node whose descendants are all done.
     pub fn on_descendants_done(&self, now: Timestamp) -> Node {
-        self.automatic(now, "done")
+        self.automatic(now, NodeState::Done)
     }
 
-    fn automatic(&self, now: Timestamp, state: &str) -> Node {
+    fn automatic(&self, now: Timestamp, state: NodeState) -> Node {
         let mut node = self.clone();
-        node.state = state.to_string();
+        node.state = state;
         node.updated = now;
         node.processed_by_kcidb_bridge = false;
         node
@@ -302,8 +427,8 @@ impl Node {
     }
 
     /// The `data` of this node's event on channel `node`; `previous` is the
-    /// (state, result) before an update.
-    pub fn event_data(&self, is_hierarchy: bool, previous: Option<(&str, Option<&str>)>) -> Value {
+    /// node before an update (its state and result are reported).
+    pub fn event_data(&self, is_hierarchy: bool, previous: Option<&Node>) -> Value {
         let mut data = json!({
             "op": if previous.is_some() { "updated" } else { "created" },
             "id": self.id,
@@ -317,41 +442,56 @@ impl Node {
             "data": self.data,
             "is_hierarchy": is_hierarchy,
         });
-        if let Some((state, result)) = previous {
-            data["previous_state"] = json!(state);
-            data["previous_result"] = json!(result);
+        if let Some(previous) = previous {
+            data["previous_state"] = json!(previous.state);
+            data["previous_result"] = json!(previous.result);
         }
         data
     }
 
-    /// Parses every field of a node document (schema only, 422 problems).
-    /// `id` and `owner` are left empty for the caller to set.
-    pub fn parse(body: &Value, now: Timestamp) -> Result<Node, Vec<ValidationItem>> {
+    /// Parses every field of a node document: the schema (422 problems),
+    /// then a given `id` if refused, the kind and its `data` (400). `id` and
+    /// `owner` are left empty for the caller to set.
+    fn parse(body: &Value, now: Timestamp, given_id: GivenId) -> Result<Node, NodeError> {
         let mut f = Fields::new(body);
-        let kind = f.optional_str("kind").unwrap_or_else(|| "node".to_string());
+        let kind = f.optional_str("kind");
         let name = f.required_str("name");
-        let path = required_string_list(&mut f, "path");
+        let path = f.required_string_list("path");
         let group = f.optional_str("group");
-        let parent = optional_id(&mut f, "parent");
-        let state = enum_field(&mut f, "state", STATES).unwrap_or_else(|| "running".into());
-        let result = enum_field(&mut f, "result", RESULTS);
-        let artifacts = artifacts_field(&mut f);
-        let data = object_field(&mut f, "data");
-        let debug = object_field(&mut f, "debug");
-        let jobfilter = string_list_or_null(&mut f, "jobfilter").unwrap_or(Value::Null);
-        let platform_filter = string_list_or_null(&mut f, "platform_filter").unwrap_or(json!([]));
-        let created = timestamp_field(&mut f, "created");
-        let updated = timestamp_field(&mut f, "updated");
-        let timeout = timestamp_field(&mut f, "timeout");
-        let holdoff = timestamp_field(&mut f, "holdoff");
+        let parent = f.optional_id("parent");
+        let state = f.optional_choice("state", &NodeState::ALL, NodeState::as_str);
+        let result = f.optional_choice("result", &NodeResult::ALL, NodeResult::as_str);
+        let artifacts = f.url_map_or_null("artifacts");
+        let data = f.object_or_null("data");
+        let debug = f.object_or_null("debug");
+        let jobfilter = f.string_list_or_null("jobfilter").unwrap_or(Value::Null);
+        let platform_filter = f
+            .string_list_or_null("platform_filter")
+            .unwrap_or(json!([]));
+        let created = f.optional_timestamp("created");
+        let updated = f.optional_timestamp("updated");
+        let timeout = f.optional_timestamp("timeout");
+        let holdoff = f.optional_timestamp("holdoff");
         let submitter = f.optional_str("submitter");
         let treeid = f.optional_str("treeid");
         let user_groups = f.optional_unique_strings("user_groups").unwrap_or_default();
         let processed = f
             .optional_bool("processed_by_kcidb_bridge")
             .unwrap_or(false);
-        let retry_counter = strict_int(&mut f, "retry_counter").unwrap_or(0);
+        let retry_counter = f.optional_strict_int("retry_counter").unwrap_or(0);
         f.finish()?;
+        if given_id == GivenId::Refused && body.get("id").is_some_and(|v| !v.is_null()) {
+            return Err(NodeError::Rejected(
+                "id must not be given when creating a node".into(),
+            ));
+        }
+        let kind = match kind {
+            None => Kind::Node,
+            Some(text) => Kind::parse(&text)
+                .ok_or_else(|| NodeError::Rejected(format!("Unsupported node kind: {text}")))?,
+        };
+        let mut data = data.unwrap_or_else(|| json!({}));
+        node_data::validate(kind.as_str(), &mut data).map_err(NodeError::Rejected)?;
         let created = created.unwrap_or(now);
         Ok(Node {
             id: String::new(),
@@ -360,10 +500,10 @@ impl Node {
             path: path.unwrap_or_default(),
             group,
             parent,
-            state,
+            state: state.unwrap_or(NodeState::Running),
             result,
             artifacts: artifacts.unwrap_or_else(|| json!({})),
-            data: data.unwrap_or_else(|| json!({})),
+            data,
             debug: debug.unwrap_or_else(|| json!({})),
             jobfilter,
             platform_filter,
@@ -397,17 +537,6 @@ pub const PATCHABLE: &[&str] = &[
     "processed_by_kcidb_bridge",
 ];
 
-/// The state machine's manual transitions (same state always allowed).
-pub fn can_become(from: &str, to: &str) -> bool {
-    from == to
-        || matches!(
-            (from, to),
-            ("running", "available" | "closing" | "done")
-                | ("available", "closing" | "done")
-                | ("closing", "done")
-        )
-}
-
 fn body_object(body: &Value) -> Result<&Map<String, Value>, NodeError> {
     body.as_object().ok_or_else(|| {
         NodeError::Invalid(vec![ValidationItem::new(
@@ -418,186 +547,78 @@ fn body_object(body: &Value) -> Result<&Map<String, Value>, NodeError> {
     })
 }
 
-fn required_string_list(f: &mut Fields, key: &str) -> Option<Vec<String>> {
-    match f.raw(key) {
-        None => {
-            f.fail(key, "Field required", "missing");
-            None
-        }
-        Some(Value::Array(items)) => {
-            let strings: Option<Vec<String>> = items
-                .iter()
-                .map(|v| v.as_str().map(str::to_string))
-                .collect();
-            if strings.is_none() {
-                let at = first_non_string(items);
-                f.fail_item(key, at, "Input should be a valid string", "string_type");
+/// A `PUT /batch/nodeset` body as serde reads it; see [`NodeSet::parse`].
+#[derive(Default, Deserialize)]
+struct NodeSetBody {
+    #[serde(default)]
+    nodes: Checked<Vec<String>>,
+    #[serde(default)]
+    field: Checked<String>,
+    #[serde(default)]
+    value: Checked<String>,
+}
+
+/// A checked `PUT /batch/nodeset` request: set `processed_by_kcidb_bridge`
+/// to `flag` on the nodes `ids`.
+#[derive(Debug, PartialEq)]
+pub struct NodeSet {
+    /// The node ids, canonical (lower-case), in the body's order.
+    pub ids: Vec<String>,
+    /// The new value of the flag.
+    pub flag: bool,
+}
+
+impl NodeSet {
+    /// Parses a batch body: the schema (422: `nodes` a list of strings,
+    /// `field` and `value` strings), then `field` (400 `Field not
+    /// supported`), `value` (400 unless `true`/`false` in any case) and each
+    /// id (400).
+    pub fn parse(body: &Value) -> Result<NodeSet, NodeError> {
+        let mut f = Fields::new(body);
+        // Read as an object only: serde would read a list positionally.
+        let input = match body {
+            Value::Object(_) => NodeSetBody::deserialize(body).unwrap_or_default(),
+            _ => NodeSetBody::default(),
+        };
+        let ids = match input.nodes {
+            // `nodes` is reported even beside a body that is not an object,
+            // as this endpoint has always answered.
+            Checked::Missing => {
+                f.fail("nodes", "Field required", "missing");
+                None
             }
-            strings
+            nodes => f.required("nodes", nodes),
+        };
+        let field = f.required("field", input.field);
+        let value = f.required("value", input.value);
+        f.finish()?;
+        if field.as_deref() != Some("processed_by_kcidb_bridge") {
+            return Err(NodeError::Rejected("Field not supported".into()));
         }
-        Some(_) => {
-            f.fail(key, "Input should be a valid list", "list_type");
-            None
-        }
-    }
-}
-
-/// `Some(Value::Null)` for an explicit null, `Some(list)` for a list.
-fn string_list_or_null(f: &mut Fields, key: &str) -> Option<Value> {
-    match f.raw(key)? {
-        Value::Null => Some(Value::Null),
-        Value::Array(items) if items.iter().all(Value::is_string) => {
-            Some(Value::Array(items.clone()))
-        }
-        Value::Array(items) => {
-            let at = first_non_string(items);
-            f.fail_item(key, at, "Input should be a valid string", "string_type");
-            None
-        }
-        _ => {
-            f.fail(key, "Input should be a valid list", "list_type");
-            None
-        }
-    }
-}
-
-fn first_non_string(items: &[Value]) -> usize {
-    items.iter().position(|v| !v.is_string()).unwrap_or(0)
-}
-
-fn optional_id(f: &mut Fields, key: &str) -> Option<String> {
-    let text = f.optional_str(key)?;
-    let id = ids::parse_id(&text);
-    if id.is_none() {
-        f.fail(key, &ids::invalid_id_detail(&text), "value_error");
-    }
-    id
-}
-
-fn enum_field(f: &mut Fields, key: &str, allowed: &[&str]) -> Option<String> {
-    let text = f.optional_str(key)?;
-    if allowed.contains(&text.as_str()) {
-        Some(text)
-    } else {
-        let expected = allowed
+        let flag = match value.map(|v| v.to_ascii_lowercase()).as_deref() {
+            Some("true") => true,
+            Some("false") => false,
+            _ => {
+                return Err(NodeError::Rejected(
+                    "Value must be 'true' or 'false'".into(),
+                ));
+            }
+        };
+        let ids = ids
+            .unwrap_or_default()
             .iter()
-            .map(|a| format!("'{a}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        f.fail(key, &format!("Input should be {expected}"), "enum");
-        None
-    }
-}
-
-/// `Some(Value::Null)` for explicit null; `None` when absent or invalid.
-fn object_field(f: &mut Fields, key: &str) -> Option<Value> {
-    match f.raw(key)? {
-        v @ (Value::Null | Value::Object(_)) => Some(v.clone()),
-        _ => {
-            f.fail(key, "Input should be a valid dictionary", "dict_type");
-            None
-        }
-    }
-}
-
-fn artifacts_field(f: &mut Fields) -> Option<Value> {
-    let raw = f.raw("artifacts")?;
-    let Value::Object(map) = raw else {
-        if raw.is_null() {
-            return Some(Value::Null);
-        }
-        f.fail(
-            "artifacts",
-            "Input should be a valid dictionary",
-            "dict_type",
-        );
-        return None;
-    };
-    let mut out = Map::new();
-    let mut ok = true;
-    for (name, value) in map {
-        match value.as_str().map(normalize_http_url) {
-            Some(Ok(url)) => {
-                out.insert(name.clone(), Value::String(url));
-            }
-            Some(Err(kind)) => {
-                ok = false;
-                f.fail(
-                    "artifacts",
-                    &format!("Invalid URL for artifact '{name}'"),
-                    kind,
-                );
-            }
-            None => {
-                ok = false;
-                f.fail("artifacts", "Input should be a valid string", "string_type");
-            }
-        }
-    }
-    ok.then_some(Value::Object(out))
-}
-
-/// Checks an absolute http(s) URL with a host; returns it normalised
-/// (lower-case scheme and host, `/` for an empty path).
-pub fn normalize_http_url(text: &str) -> Result<String, &'static str> {
-    let (scheme, rest) = text.split_once("://").ok_or("url_parsing")?;
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "http" && scheme != "https" {
-        return Err("url_scheme");
-    }
-    let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(split);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host_name = host.split(':').next().unwrap_or("");
-    if host_name.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("url_parsing");
-    }
-    let tail = if tail.starts_with('/') {
-        tail.to_string()
-    } else {
-        format!("/{tail}")
-    };
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => format!("{userinfo}@{}", host.to_ascii_lowercase()),
-        None => authority.to_ascii_lowercase(),
-    };
-    Ok(format!("{scheme}://{authority}{tail}"))
-}
-
-fn timestamp_field(f: &mut Fields, key: &str) -> Option<Timestamp> {
-    match f.raw(key)? {
-        Value::Null => None,
-        Value::String(text) => {
-            let ts = timestamp::parse(text);
-            if ts.is_none() {
-                f.fail(
-                    key,
-                    "Input should be a valid datetime",
-                    "datetime_from_date_parsing",
-                );
-            }
-            ts
-        }
-        _ => {
-            f.fail(key, "Input should be a valid datetime", "datetime_type");
-            None
-        }
-    }
-}
-
-fn strict_int(f: &mut Fields, key: &str) -> Option<i64> {
-    match f.raw(key)? {
-        Value::Number(n) if n.is_i64() => n.as_i64(),
-        _ => {
-            f.fail(key, "Input should be a valid integer", "int_type");
-            None
-        }
+            .map(|text| {
+                ids::parse_id(text).ok_or_else(|| NodeError::Rejected(ids::invalid_id_detail(text)))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(NodeSet { ids, flag })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timestamp;
 
     fn now() -> Timestamp {
         timestamp::parse("2024-01-01T00:00:00").expect("valid")
@@ -618,7 +639,46 @@ mod tests {
         assert_eq!(doc["platform_filter"], json!([]));
         assert_eq!(doc["timeout"], "2024-01-01T06:00:00.000000");
         assert_eq!(doc["owner"], "bob");
-        assert_eq!(Node::from_json(&doc), Some(node));
+        assert_eq!(serde_json::from_value::<Node>(doc).ok(), Some(node));
+    }
+
+    #[test]
+    fn unset_fields_are_null_and_read_back() {
+        let mut node =
+            Node::create(&json!({"name": "n", "path": []}), "bob", now()).expect("valid");
+        node.holdoff = Some(now());
+        node.result = Some(NodeResult::Skip);
+        let doc = node.to_json();
+        for key in ["group", "parent", "submitter", "treeid", "jobfilter"] {
+            assert_eq!(doc[key], Value::Null, "{key}");
+        }
+        assert_eq!(doc["holdoff"], "2024-01-01T00:00:00.000000");
+        assert_eq!(doc["result"], "skip");
+        assert_eq!(doc["state"], "running");
+        assert_eq!(serde_json::from_value::<Node>(doc).ok(), Some(node));
+    }
+
+    #[test]
+    fn wire_names_are_the_serde_names() {
+        for kind in Kind::ALL {
+            assert_eq!(json!(kind), kind.as_str());
+            assert_eq!(Kind::parse(kind.as_str()), Some(kind));
+        }
+        for state in NodeState::ALL {
+            assert_eq!(json!(state), state.as_str());
+            assert_eq!(
+                serde_json::from_value(json!(state.as_str())).ok(),
+                Some(state)
+            );
+        }
+        for result in NodeResult::ALL {
+            assert_eq!(json!(result), result.as_str());
+            assert_eq!(
+                serde_json::from_value(json!(result.as_str())).ok(),
+                Some(result)
+            );
+        }
+        assert_eq!(Kind::parse("Node"), None);
     }
 
     #[test]
@@ -646,22 +706,37 @@ mod tests {
             Err(NodeError::Rejected(d)) => assert_eq!(d, "Unsupported node kind: bogus"),
             other => panic!("{other:?}"),
         }
+        match Node::create(
+            &json!({"kind": "bogus", "name": "n", "path": [], "id": "x"}),
+            "b",
+            now(),
+        ) {
+            Err(NodeError::Rejected(d)) => {
+                assert_eq!(d, "id must not be given when creating a node")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
-    fn urls() {
-        assert_eq!(normalize_http_url("http://h").as_deref(), Ok("http://h/"));
-        assert_eq!(
-            normalize_http_url("HTTPS://Host/a?b=c").as_deref(),
-            Ok("https://host/a?b=c")
-        );
-        assert_eq!(
-            normalize_http_url("https://User:Pw@Host.org").as_deref(),
-            Ok("https://User:Pw@host.org/")
-        );
-        assert_eq!(normalize_http_url("ftp://h/x"), Err("url_scheme"));
-        assert_eq!(normalize_http_url("nope"), Err("url_parsing"));
-        assert_eq!(normalize_http_url("http:///x"), Err("url_parsing"));
+    fn bad_state_lists_every_state() {
+        match Node::create(
+            &json!({"name": "n", "path": [], "state": "gone", "result": "ok"}),
+            "b",
+            now(),
+        ) {
+            Err(NodeError::Invalid(items)) => {
+                let msgs: Vec<_> = items.iter().map(|i| i.msg.as_str()).collect();
+                assert_eq!(
+                    msgs,
+                    [
+                        "Input should be 'running', 'available', 'closing', 'done'",
+                        "Input should be 'pass', 'fail', 'skip', 'incomplete'"
+                    ]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -674,19 +749,109 @@ mod tests {
         .expect("valid");
         let later = now() + Duration::hours(7);
         let done = node.on_timeout(later);
-        assert_eq!(done.state, "done");
-        assert_eq!(done.result.as_deref(), Some("incomplete"));
+        assert_eq!(done.state, NodeState::Done);
+        assert_eq!(done.result, Some(NodeResult::Incomplete));
         assert_eq!(
             done.data,
             json!({"error_code": "node_timeout", "error_msg": "Node timed-out"})
         );
         assert_eq!(done.updated, later);
         let mut passed = node.clone();
-        passed.result = Some("pass".into());
-        assert_eq!(passed.on_timeout(later).result.as_deref(), Some("pass"));
+        passed.result = Some(NodeResult::Pass);
+        assert_eq!(passed.on_timeout(later).result, Some(NodeResult::Pass));
         assert_eq!(passed.on_timeout(later).data, Value::Null);
-        assert_eq!(node.on_holdoff(true, later).state, "closing");
-        assert_eq!(node.on_holdoff(false, later).state, "done");
-        assert!(can_become("running", "done") && !can_become("done", "running"));
+        assert_eq!(node.on_holdoff(true, later).state, NodeState::Closing);
+        assert_eq!(node.on_holdoff(false, later).state, NodeState::Done);
+        assert!(
+            NodeState::Running.can_become(NodeState::Done)
+                && !NodeState::Done.can_become(NodeState::Running)
+        );
+    }
+
+    #[test]
+    fn transitions() {
+        use NodeState::*;
+        let allowed = |from: NodeState| {
+            NodeState::ALL
+                .into_iter()
+                .filter(|&to| from.can_become(to))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(allowed(Running), [Running, Available, Closing, Done]);
+        assert_eq!(allowed(Available), [Available, Closing, Done]);
+        assert_eq!(allowed(Closing), [Closing, Done]);
+        assert_eq!(allowed(Done), [Done]);
+    }
+
+    fn nodeset_problems(body: Value) -> Vec<(Value, String)> {
+        match NodeSet::parse(&body) {
+            Err(NodeError::Invalid(items)) => items
+                .into_iter()
+                .map(|i| (Value::Array(i.loc), i.kind))
+                .collect(),
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn nodeset_bodies() {
+        let id = "0123456789ABCDEF01234567";
+        let ok = NodeSet::parse(
+            &json!({"nodes": [id], "field": "processed_by_kcidb_bridge", "value": "False"}),
+        )
+        .expect("valid");
+        assert_eq!(
+            ok,
+            NodeSet {
+                ids: vec![id.to_lowercase()],
+                flag: false
+            }
+        );
+        assert_eq!(
+            nodeset_problems(json!({})),
+            [
+                (json!(["body", "nodes"]), "missing".to_string()),
+                (json!(["body", "field"]), "missing".to_string()),
+                (json!(["body", "value"]), "missing".to_string()),
+            ]
+        );
+        assert_eq!(
+            nodeset_problems(json!({"nodes": [1], "field": null, "value": true})),
+            [
+                (json!(["body", "nodes"]), "string_type".to_string()),
+                (json!(["body", "field"]), "string_type".to_string()),
+                (json!(["body", "value"]), "string_type".to_string()),
+            ]
+        );
+        assert_eq!(
+            nodeset_problems(json!({"nodes": null, "field": "f", "value": "v"})),
+            [(json!(["body", "nodes"]), "list_type".to_string())]
+        );
+        assert_eq!(
+            nodeset_problems(json!([[id], "f", "v"])),
+            [
+                (json!(["body"]), "model_attributes_type".to_string()),
+                (json!(["body", "nodes"]), "missing".to_string()),
+            ]
+        );
+        for (body, detail) in [
+            (
+                json!({"nodes": [], "field": "state", "value": "true"}),
+                "Field not supported".to_string(),
+            ),
+            (
+                json!({"nodes": [], "field": "processed_by_kcidb_bridge", "value": "yes"}),
+                "Value must be 'true' or 'false'".to_string(),
+            ),
+            (
+                json!({"nodes": ["xyz"], "field": "processed_by_kcidb_bridge", "value": "true"}),
+                ids::invalid_id_detail("xyz"),
+            ),
+        ] {
+            match NodeSet::parse(&body) {
+                Err(NodeError::Rejected(d)) => assert_eq!(d, detail),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
     }
 }

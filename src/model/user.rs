@@ -1,79 +1,60 @@
 //! Users and user groups: the stored shapes, the public `UserRead` shape and
 //! the parsing of request bodies that create or change them.
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::validate::{Fields, ValidationItem};
+/// The e-mail rules, here too because callers reach them as user rules.
+pub use super::validate::{email_key, normalize_email};
 
 /// Group whose members may edit every node; created at start-up.
 pub const NODE_EDIT_ANY: &str = "node:edit:any";
 
 /// A user group: `{"id", "name"}`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
+    /// The group's object id.
     pub id: String,
+    /// The unique group name.
     pub name: String,
 }
 
 impl Group {
     /// The group as every endpoint returns it (`id` first).
     pub fn to_json(&self) -> Value {
-        json!({"id": self.id, "name": self.name})
-    }
-
-    /// Reads a group from its JSON form.
-    pub fn from_json(value: &Value) -> Option<Group> {
-        Some(Group {
-            id: value.get("id")?.as_str()?.to_string(),
-            name: value.get("name")?.as_str()?.to_string(),
-        })
+        serde_json::to_value(self).expect("a group is plain strings")
     }
 }
 
-/// A user account, password hash included (never sent to a client).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A user account. Serialised, it is `UserRead`, the public shape in the
+/// contract's key order (also the stored document); the password hash is
+/// never part of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
+    /// The user's object id.
     pub id: String,
+    /// The e-mail address as given (domain lower-cased).
     pub email: String,
+    /// Whether the account may log in.
     pub is_active: bool,
+    /// Whether the user is an administrator.
     pub is_superuser: bool,
+    /// Whether the e-mail address was confirmed.
     pub is_verified: bool,
+    /// The unique user name.
     pub username: String,
+    /// The groups the user is a member of.
     pub groups: Vec<Group>,
+    /// The password hash; kept in its own column, never serialised.
+    #[serde(skip)]
     pub hashed_password: String,
 }
 
 impl User {
     /// `UserRead`: the public shape, keys in the contract's order.
     pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "email": self.email,
-            "is_active": self.is_active,
-            "is_superuser": self.is_superuser,
-            "is_verified": self.is_verified,
-            "username": self.username,
-            "groups": self.groups.iter().map(Group::to_json).collect::<Vec<_>>(),
-        })
-    }
-
-    /// Rebuilds a user from its stored document and hash.
-    pub fn from_doc(doc: &Value, hashed_password: String) -> Option<User> {
-        Some(User {
-            id: doc.get("id")?.as_str()?.to_string(),
-            email: doc.get("email")?.as_str()?.to_string(),
-            is_active: doc.get("is_active")?.as_bool()?,
-            is_superuser: doc.get("is_superuser")?.as_bool()?,
-            is_verified: doc.get("is_verified")?.as_bool()?,
-            username: doc.get("username")?.as_str()?.to_string(),
-            groups: doc
-                .get("groups")?
-                .as_array()?
-                .iter()
-                .map(Group::from_json)
-                .collect::<Option<Vec<_>>>()?,
-            hashed_password,
-        })
+        serde_json::to_value(self).expect("a user is plain strings and flags")
     }
 
     /// The key that makes e-mail addresses unique case-insensitively.
@@ -87,45 +68,17 @@ impl User {
     }
 }
 
-/// Case-insensitive identity of an e-mail address.
-pub fn email_key(email: &str) -> String {
-    email.to_lowercase()
-}
-
-/// Validates an e-mail address; returns it with the domain lower-cased.
-pub fn normalize_email(text: &str) -> Option<String> {
-    let text = text.trim();
-    let (local, domain) = text.rsplit_once('@')?;
-    let local_ok = !local.is_empty()
-        && local.len() <= 64
-        && !local.starts_with('.')
-        && !local.ends_with('.')
-        && !local.contains("..")
-        && local
-            .chars()
-            .all(|c| !c.is_whitespace() && !c.is_control() && !"@<>()[]\\,;:\"".contains(c));
-    let labels: Vec<&str> = domain.split('.').collect();
-    let domain_ok = labels.len() >= 2
-        && domain.len() <= 253
-        && labels.iter().all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
-        })
-        && labels
-            .last()
-            .is_some_and(|tld| tld.chars().any(|c| c.is_alphabetic()));
-    (local_ok && domain_ok).then(|| format!("{local}@{}", domain.to_lowercase()))
-}
-
 /// `POST /user/register` body.
 pub struct NewUser {
+    /// The user name (non-empty).
     pub username: String,
+    /// The validated e-mail address.
     pub email: String,
+    /// The password in clear, to be hashed.
     pub password: String,
+    /// Whether the user is an administrator (default false).
     pub is_superuser: bool,
+    /// Names of the groups to join (distinct).
     pub groups: Vec<String>,
 }
 
@@ -161,12 +114,19 @@ impl NewUser {
 /// A change to a user: by the user itself (`/user/me`) or by an admin.
 #[derive(Default)]
 pub struct UserPatch {
+    /// A new user name (non-empty).
     pub username: Option<String>,
+    /// A new, validated e-mail address.
     pub email: Option<String>,
+    /// A new password in clear, to be hashed.
     pub password: Option<String>,
+    /// A new `is_active` flag (admins only).
     pub is_active: Option<bool>,
+    /// A new `is_superuser` flag (admins only).
     pub is_superuser: Option<bool>,
+    /// A new `is_verified` flag (admins only).
     pub is_verified: Option<bool>,
+    /// The new list of group names (distinct), replacing the old one.
     pub groups: Option<Vec<String>>,
 }
 
@@ -198,16 +158,24 @@ impl UserPatch {
 
 /// `POST /user/invite` body with the contract's defaults.
 pub struct Invite {
+    /// The user name (non-empty).
     pub username: String,
+    /// The validated e-mail address.
     pub email: String,
+    /// Names of the groups to join (distinct).
     pub groups: Vec<String>,
+    /// Whether the user is an administrator (default false).
     pub is_superuser: bool,
+    /// Whether to e-mail the invitation (default true).
     pub send_email: bool,
+    /// Whether to return the invitation token in the answer (default false).
     pub return_token: bool,
+    /// Whether to invite again a user that already exists (default false).
     pub resend_if_exists: bool,
 }
 
 impl Invite {
+    /// Parses and validates an invite body, applying the defaults.
     pub fn parse(body: &Value) -> Result<Invite, Vec<ValidationItem>> {
         let mut f = Fields::new(body);
         let username = f.required_str("username");
@@ -256,24 +224,7 @@ pub fn parse_group_name(body: &Value) -> Result<String, Vec<ValidationItem>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn email_rules() {
-        assert_eq!(
-            normalize_email("Bob@Example.COM").as_deref(),
-            Some("Bob@example.com")
-        );
-        for bad in [
-            "nope",
-            "a@b",
-            "@example.com",
-            "a b@example.com",
-            "a@-x.com",
-            "a@x..com",
-        ] {
-            assert!(normalize_email(bad).is_none(), "{bad}");
-        }
-    }
+    use serde_json::json;
 
     #[test]
     fn user_doc_round_trip() {
@@ -308,10 +259,9 @@ mod tests {
             ]
         );
         assert!(!doc.to_string().contains("$2b$"));
-        assert_eq!(
-            User::from_doc(&doc, user.hashed_password.clone()),
-            Some(user)
-        );
+        let mut read: User = serde_json::from_value(doc).expect("a stored user");
+        read.hashed_password = user.hashed_password.clone();
+        assert_eq!(read, user);
     }
 
     #[test]

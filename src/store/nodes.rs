@@ -11,8 +11,7 @@ use crate::query::Filter;
 use crate::timestamp;
 
 fn decode(doc: String) -> Result<Node, StoreError> {
-    let value: serde_json::Value = serde_json::from_str(&doc)?;
-    Node::from_json(&value).ok_or_else(|| StoreError::Internal("malformed node row".into()))
+    serde_json::from_str(&doc).map_err(|e| StoreError::Internal(format!("malformed node row: {e}")))
 }
 
 /// The node with this id.
@@ -40,10 +39,10 @@ fn row(node: &Node) -> Vec<Value> {
     let opt = |s: Option<&str>| s.map_or(Value::Null, text);
     vec![
         text(&node.id),
-        text(&node.kind),
+        text(node.kind.as_str()),
         text(&node.name),
-        text(&node.state),
-        opt(node.result.as_deref()),
+        text(node.state.as_str()),
+        opt(node.result.map(|r| r.as_str())),
         opt(node.parent.as_deref()),
         opt(node.owner.as_deref()),
         opt(node.group.as_deref()),

@@ -15,8 +15,12 @@ fn from_row(row: &Row) -> rusqlite::Result<(String, String)> {
 }
 
 fn decode((doc, hash): (String, String)) -> Result<User, StoreError> {
-    let value: serde_json::Value = serde_json::from_str(&doc)?;
-    User::from_doc(&value, hash).ok_or_else(|| StoreError::Internal("malformed user row".into()))
+    let user: User = serde_json::from_str(&doc)
+        .map_err(|e| StoreError::Internal(format!("malformed user row: {e}")))?;
+    Ok(User {
+        hashed_password: hash,
+        ..user
+    })
 }
 
 fn one(c: &Connection, sql: &str, key: &str) -> Result<Option<User>, StoreError> {
