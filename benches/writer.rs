@@ -19,7 +19,7 @@ fn run(threads: usize, full: bool) -> f64 {
             std::thread::spawn(move || {
                 for i in 0..WRITES_PER_THREAD {
                     store
-                        .write(move |c| meta::set(c, &format!("k-{t}-{i}"), "value"))
+                        .write(move |c, _| meta::set(c, &format!("k-{t}-{i}"), "value"))
                         .map_err(|e: StoreError| e)
                         .expect("write");
                 }

@@ -143,7 +143,7 @@ impl App {
         )?;
         let secret = match &config.secret_key {
             Some(secret) => secret.clone(),
-            None => store.write(|c| {
+            None => store.write(|c, _| {
                 if let Some(secret) = meta::get(c, "secret_key")? {
                     return Ok::<_, StoreError>(secret);
                 }
@@ -160,7 +160,7 @@ impl App {
             config.unified_secret.as_deref(),
             config.token_lifetime_secs,
         );
-        store.write(|c| {
+        store.write(|c, _| {
             if groups::get_by_name(c, NODE_EDIT_ANY)?.is_none() {
                 groups::insert(
                     c,
@@ -259,7 +259,7 @@ impl App {
     ) -> Result<User, CreateUserError> {
         let cache = Arc::clone(&self.users);
         self.store.write_then(
-            move |c| {
+            move |c, _| {
                 if users::get_by_username(c, &user.username)?.is_some() {
                     return Err(CreateUserError::UsernameTaken);
                 }

@@ -213,7 +213,7 @@ impl Broker {
     ) -> Result<Subscription, BrokerError> {
         let (channel_name, username, sid) =
             (channel.to_string(), user.to_string(), subscriber_id.clone());
-        let (id, position) = self.store.write(move |c| {
+        let (id, position) = self.store.write(move |c, _| {
             let id = subscribers::next_subscription_id(c)?;
             let Some(sid) = sid else {
                 return Ok::<_, BrokerError>((id, events::max_seq(c)?));
@@ -298,7 +298,7 @@ impl Broker {
         };
         if let Some((sid, position)) = ack {
             self.store
-                .write(move |c| subscribers::acknowledge(c, &sid, position))?;
+                .write(move |c, _| subscribers::acknowledge(c, &sid, position))?;
         }
         let mut answers = self.next_messages(vec![id])?;
         match answers.pop() {
@@ -413,7 +413,7 @@ impl Broker {
     /// Pops the oldest message of `list` (its envelope text).
     pub fn pop(&self, list: &str) -> Result<Option<String>, BrokerError> {
         let list = list.to_string();
-        Ok(self.store.write(move |c| queues::pop(c, &list))?)
+        Ok(self.store.write(move |c, _| queues::pop(c, &list))?)
     }
 
     fn dispatch(&self, notices: &Receiver<Vec<Notice>>, commands: &Receiver<Command>) {

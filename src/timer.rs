@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, select};
 
-use crate::model::event::Event;
 use crate::model::node::{CLOSING_GRACE_MS, Node};
-use crate::store::{Store, StoreError, events, nodes};
+use crate::store::{Outbox, Store, StoreError, events, nodes};
 use crate::timestamp::{self, Timestamp};
 
 /// Longest sleep without looking at the database.
@@ -44,15 +43,16 @@ pub struct Timer {
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Stores a time-driven change and its node event.
 fn record(
     c: &rusqlite::Connection,
+    out: &mut Outbox,
     source: &str,
     old: &Node,
     new: &Node,
 ) -> Result<(), StoreError> {
-    nodes::update(c, new)?;
-    let data = new.event_data(false, Some(old));
-    events::append(c, &Event::new("node", new.owner.as_deref(), data, source))?;
+    nodes::update(c, out, new)?;
+    events::append_node_event(c, out, source, new, false, Some(old))?;
     Ok(())
 }
 
@@ -78,15 +78,15 @@ pub fn tick(
         return Ok(0);
     }
     let source = source.to_string();
-    store.write(move |c| {
+    store.write(move |c, out| {
         let mut changed = 0;
         for node in nodes::timed_out(c, &now)? {
-            record(c, &source, &node, &node.on_timeout(now))?;
+            record(c, out, &source, &node, &node.on_timeout(now))?;
             changed += 1;
         }
         for node in nodes::held_off(c, &now)? {
             let pending = nodes::has_pending_descendant(c, &node.id)?;
-            record(c, &source, &node, &node.on_holdoff(pending, now))?;
+            record(c, out, &source, &node, &node.on_holdoff(pending, now))?;
             changed += 1;
         }
         // A node that just went done may complete its closing parent.
@@ -101,7 +101,7 @@ pub fn tick(
                 break;
             }
             for node in ready {
-                record(c, &source, &node, &node.on_descendants_done(now))?;
+                record(c, out, &source, &node, &node.on_descendants_done(now))?;
                 changed += 1;
             }
         }
@@ -136,7 +136,7 @@ fn housekeeping(
             i64::try_from(cfg.event_ttl_secs).unwrap_or(i64::MAX / 2_000_000),
         );
         let oldest = timestamp::now() - ttl;
-        if let Err(err) = store.write(move |c| events::purge(c, &oldest)) {
+        if let Err(err) = store.write(move |c, _| events::purge(c, &oldest)) {
             eprintln!("kci-lite: event history purge failed: {err}");
         }
     }
@@ -144,7 +144,7 @@ fn housekeeping(
         *next_nodes = now + NODE_PURGE_EVERY;
         let age = chrono::Duration::days(i64::try_from(cfg.node_purge_age_days).unwrap_or(36_500));
         let cutoff = timestamp::now() - age;
-        match store.write(move |c| nodes::purge(c, &cutoff)) {
+        match store.write(move |c, _| nodes::purge(c, &cutoff)) {
             Ok(0) => {}
             Ok(n) => eprintln!(
                 "kci-lite: purged {n} nodes older than {} days",

@@ -1936,7 +1936,7 @@ fn imported_argon2_and_2y_hashes_log_in_and_are_rehashed() {
         let id = user.id.clone();
         srv.app
             .store
-            .write(move |c| {
+            .write(move |c, _| {
                 let mut u = kci_lite::store::users::get(c, &id)?.expect("user");
                 u.hashed_password = hash;
                 kci_lite::store::users::update(c, &u)

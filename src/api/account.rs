@@ -69,7 +69,7 @@ fn set_password_hash(
 ) -> Result<User, ApiError> {
     let id = user_id.to_string();
     app.store.write_then(
-        move |c| {
+        move |c, _| {
             let mut user =
                 users::get(c, &id)?.ok_or_else(|| ApiError::not_found("User not found"))?;
             if expect_hash.is_some_and(|h| h != user.hashed_password) {
@@ -371,7 +371,7 @@ pub fn verify(app: &App, req: &Req) -> ApiResult {
     }
     let expected_email = user.email.clone();
     let user = app.store.write_then(
-        move |c| {
+        move |c, _| {
             let mut user = users::get(c, &id)?.ok_or_else(bad)?;
             if user.email != expected_email {
                 return Err(bad());

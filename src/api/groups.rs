@@ -25,7 +25,7 @@ pub fn create(app: &App, req: &Req) -> ApiResult {
             "A new user group must not have an id",
         ));
     }
-    let group = app.store.write(move |c| {
+    let group = app.store.write(move |c, _| {
         if groups::get_by_name(c, &name)?.is_some() {
             return Err(ApiError::bad_request(&format!(
                 "User group already exists with name: {name}"
@@ -87,7 +87,7 @@ pub fn get_public(app: &App, _req: &Req, id: &str) -> ApiResult {
 pub fn delete(app: &App, req: &Req, id: &str) -> ApiResult {
     auth::admin(&app.keys, &app.users, req)?;
     let id = path_id(id)?;
-    app.store.write(move |c| {
+    app.store.write(move |c, _| {
         if groups::get(c, &id)?.is_none() {
             return Err(not_found(&id));
         }

@@ -10,12 +10,11 @@ use crate::app::App;
 use crate::auth;
 use crate::http::{ApiError, ApiResult, Req, Resp};
 use crate::ids;
-use crate::model::event::Event;
 use crate::model::node::{Node, NodeError, NodeSet};
 use crate::model::user::User;
 use crate::model::validate::{Fields, parse_bool_word};
 use crate::query::{Filter, NODE_SCHEMA};
-use crate::store::{events, groups, nodes};
+use crate::store::{Outbox, events, groups, nodes};
 use crate::timestamp::{self, Timestamp};
 
 const DENIED: &str = "Unauthorized to complete the operation";
@@ -61,13 +60,13 @@ fn check_groups(c: &Connection, node: &Node) -> Result<(), ApiError> {
 /// Appends the node event of a change (`previous` for updates).
 fn record(
     c: &Connection,
+    out: &mut Outbox,
     source: &str,
     node: &Node,
     hierarchy: bool,
     previous: Option<&Node>,
 ) -> Result<(), ApiError> {
-    let data = node.event_data(hierarchy, previous);
-    events::append(c, &Event::new("node", node.owner.as_deref(), data, source))?;
+    events::append_node_event(c, out, source, node, hierarchy, previous)?;
     Ok(())
 }
 
@@ -87,7 +86,7 @@ pub fn create(app: &App, req: &Req) -> ApiResult {
     let user = auth::user(&app.keys, &app.users, req)?;
     let node = Node::create(&body.require()?, &user.username, timestamp::now())?;
     let source = app.config.cloud_events_source.clone();
-    let node = app.store.write(move |c| {
+    let node = app.store.write(move |c, out| {
         if let Some(parent) = &node.parent
             && !nodes::exists(c, parent)?
         {
@@ -96,8 +95,8 @@ pub fn create(app: &App, req: &Req) -> ApiResult {
             )));
         }
         check_groups(c, &node)?;
-        nodes::insert(c, &node)?;
-        record(c, &source, &node, false, None)?;
+        nodes::insert(c, out, &node)?;
+        record(c, out, &source, &node, false, None)?;
         Ok(node)
     })?;
     Ok(Resp::json(&node.to_json()))
@@ -134,14 +133,14 @@ fn update(
     let quiet = noevent(req);
     let body = body.require();
     let source = app.config.cloud_events_source.clone();
-    let node = app.store.write(move |c| {
+    let node = app.store.write(move |c, out| {
         // 404 and 401 come before any problem with the request itself.
         let current = editable(c, &id, &user)?;
         let (quiet, body) = (quiet?, body?);
         let node = apply(&current, &body, timestamp::now())?;
-        nodes::update(c, &node)?;
+        nodes::update(c, out, &node)?;
         if !quiet {
-            record(c, &source, &node, false, Some(&current))?;
+            record(c, out, &source, &node, false, Some(&current))?;
         }
         Ok::<_, ApiError>(node)
     })?;
@@ -179,10 +178,11 @@ struct Hierarchy<'a> {
 /// Writes `children` under the last of `ancestors` (root first).
 fn write_children(
     c: &Connection,
+    out: &mut Outbox,
     h: &Hierarchy,
     ancestors: &mut Vec<String>,
     children: &[Value],
-    out: &mut Vec<Node>,
+    written: &mut Vec<Node>,
 ) -> Result<(), ApiError> {
     let parent = ancestors.last().cloned().unwrap_or_default();
     let parent = parent.as_str();
@@ -206,7 +206,7 @@ fn write_children(
                     )));
                 }
                 node.parent = Some(parent.to_string());
-                nodes::update(c, &node)?;
+                nodes::update(c, out, &node)?;
                 node
             }
             None => {
@@ -215,13 +215,13 @@ fn write_children(
                 node.submitter = h.submitter.clone();
                 node.treeid = h.treeid.clone();
                 check_groups(c, &node)?;
-                nodes::insert(c, &node)?;
+                nodes::insert(c, out, &node)?;
                 node
             }
         };
         ancestors.push(node.id.clone());
-        out.push(node);
-        write_children(c, h, ancestors, grandchildren, out)?;
+        written.push(node);
+        write_children(c, out, h, ancestors, grandchildren, written)?;
         ancestors.pop();
     }
     Ok(())
@@ -235,22 +235,22 @@ pub fn put_hierarchy(app: &App, req: &Req, id: &str) -> ApiResult {
     let id = path_id(id)?;
     let body = body.require()?;
     let source = app.config.cloud_events_source.clone();
-    let written = app.store.write(move |c| {
+    let written = app.store.write(move |c, out| {
         let current = editable(c, &id, &user)?;
         let (root_body, children) = hierarchy_parts(&body)?;
         let now = timestamp::now();
         let root = current.put(root_body, now, false)?;
-        nodes::update(c, &root)?;
+        nodes::update(c, out, &root)?;
         let h = Hierarchy {
             user: &user,
             submitter: current.submitter.clone(),
             treeid: current.treeid.clone(),
             now,
         };
-        let mut out = vec![root];
-        write_children(c, &h, &mut vec![id.clone()], children, &mut out)?;
-        record(c, &source, &out[0], true, Some(&current))?;
-        Ok::<_, ApiError>(out)
+        let mut written = vec![root];
+        write_children(c, out, &h, &mut vec![id.clone()], children, &mut written)?;
+        record(c, out, &source, &written[0], true, Some(&current))?;
+        Ok::<_, ApiError>(written)
     })?;
     Ok(Resp::json(&Value::Array(
         written.iter().map(Node::to_json).collect(),
@@ -266,7 +266,7 @@ pub fn batch_nodeset(app: &App, req: &Req) -> ApiResult {
         ids: node_ids,
         flag,
     } = NodeSet::parse(&body.require()?)?;
-    let changed = app.store.write(move |c| {
+    let changed = app.store.write(move |c, out| {
         let mut found = Vec::with_capacity(node_ids.len());
         for id in &node_ids {
             found.push(nodes::get(c, id)?.ok_or_else(|| not_found(id))?);
@@ -276,7 +276,7 @@ pub fn batch_nodeset(app: &App, req: &Req) -> ApiResult {
         for mut node in found.into_iter().filter(|n| n.editable_by(&user)) {
             node.processed_by_kcidb_bridge = flag;
             node.updated = now;
-            nodes::update(c, &node)?;
+            nodes::update(c, out, &node)?;
             changed += 1;
         }
         Ok::<_, ApiError>(changed)

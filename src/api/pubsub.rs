@@ -153,7 +153,8 @@ pub fn publish(app: &App, req: &Req, channel: &str) -> ApiResult {
         data,
         envelope,
     };
-    app.store.write(move |c| events::append(c, &stored))?;
+    app.store
+        .write(move |c, out| events::append(c, out, &stored))?;
     Ok(Resp::json(&Value::Null))
 }
 
@@ -186,7 +187,7 @@ pub fn push(app: &App, req: &Req, list: &str) -> ApiResult {
     );
     let list = list.to_string();
     app.store
-        .write(move |c| queues::push(c, &list, &envelope))?;
+        .write(move |c, out| queues::push(c, out, &list, &envelope))?;
     Ok(Resp::json(&Value::Null))
 }
 

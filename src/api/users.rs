@@ -114,7 +114,7 @@ fn apply_patch(app: &App, id: String, patch: UserPatch, admin: bool) -> Result<U
         None => None,
     };
     app.store.write_then(
-        move |c| {
+        move |c, _| {
             let mut user = users::get(c, &id)?
                 .ok_or_else(|| ApiError::not_found(&format!("User not found with id: {id}")))?;
             if let Some(name) = patch.username
@@ -191,7 +191,7 @@ pub fn delete(app: &App, req: &Req, id: &str) -> ApiResult {
     let cache = Arc::clone(&app.users);
     let gone = id.clone();
     app.store.write_then(
-        move |c| {
+        move |c, _| {
             if users::delete(c, &id)? {
                 Ok(())
             } else {

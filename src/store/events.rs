@@ -6,8 +6,9 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, params};
 
 use super::filter::{SqlTable, doc_table, filter_sql};
-use super::{Notice, StoreError, notice};
+use super::{Notice, Outbox, StoreError};
 use crate::model::event::Event;
+use crate::model::node::Node;
 use crate::query::Filter;
 use crate::timestamp::{self, Timestamp};
 
@@ -47,7 +48,7 @@ pub fn deliverable(envelope: &str, data: &str, seq: i64) -> String {
 
 /// Appends an event; returns its sequence number. Listeners of the channel
 /// are told after COMMIT.
-pub fn append(c: &Connection, event: &Event) -> Result<i64, StoreError> {
+pub fn append(c: &Connection, out: &mut Outbox, event: &Event) -> Result<i64, StoreError> {
     c.execute(
         "INSERT INTO event (id, timestamp, channel, owner, data, envelope)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -60,8 +61,26 @@ pub fn append(c: &Connection, event: &Event) -> Result<i64, StoreError> {
             stored_envelope(&event.envelope),
         ],
     )?;
-    notice(Notice::Channel(event.channel.clone()));
+    out.push(Notice::Channel(event.channel.clone()));
     Ok(c.last_insert_rowid())
+}
+
+/// Appends the node event of a change to `node` (`previous`: the node
+/// before an update; `hierarchy`: the change came with its descendants).
+pub fn append_node_event(
+    c: &Connection,
+    out: &mut Outbox,
+    source: &str,
+    node: &Node,
+    hierarchy: bool,
+    previous: Option<&Node>,
+) -> Result<i64, StoreError> {
+    let data = node.event_data(hierarchy, previous);
+    append(
+        c,
+        out,
+        &Event::new("node", node.owner.as_deref(), data, source),
+    )
 }
 
 /// The highest sequence number used so far (0 when none).

@@ -12,7 +12,7 @@ pub mod subscribers;
 pub mod users;
 mod writer;
 
-pub use writer::{Notice, notice};
+pub use writer::{Notice, Outbox};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -236,10 +236,12 @@ impl Store {
 
     /// Runs `f` in the writer thread inside a transaction shared with
     /// concurrent writes (group commit); returns once it is durable. An
-    /// error from `f` rolls back `f`'s changes only.
+    /// error from `f` rolls back `f`'s changes only, and drops what it put
+    /// in its [`Outbox`]; the notices of a write that commits are sent
+    /// after COMMIT.
     pub fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&Connection, &mut Outbox) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
@@ -250,7 +252,7 @@ impl Store {
     /// the commit, in commit order (used to keep in-memory caches exact).
     pub fn write_then<T, E, F, A>(&self, f: F, after: A) -> Result<T, E>
     where
-        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&Connection, &mut Outbox) -> Result<T, E> + Send + 'static,
         A: FnOnce(&T) + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
@@ -305,8 +307,8 @@ mod tests {
     #[test]
     fn writes_are_visible_to_readers_and_errors_roll_back() {
         let (_dir, store) = testing::temp_store();
-        store.write(|c| meta::set(c, "a", "1")).expect("write");
-        let failed: Result<(), StoreError> = store.write(|c| {
+        store.write(|c, _| meta::set(c, "a", "1")).expect("write");
+        let failed: Result<(), StoreError> = store.write(|c, _| {
             meta::set(c, "b", "2")?;
             Err(StoreError::Conflict("no".into()))
         });
@@ -327,7 +329,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..20 {
                         store
-                            .write(move |c| meta::set(c, &format!("k{t}-{i}"), "v"))
+                            .write(move |c, _| meta::set(c, &format!("k{t}-{i}"), "v"))
                             .expect("write");
                     }
                 })
@@ -347,15 +349,36 @@ mod tests {
     }
 
     #[test]
+    fn notices_leave_after_commit_and_only_for_kept_writes() {
+        let (_dir, store) = testing::temp_store();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        store.set_notifier(tx);
+        let failed: Result<(), StoreError> = store.write(|_, out| {
+            out.push(Notice::List("dropped".into()));
+            Err(StoreError::NotFound)
+        });
+        assert!(failed.is_err());
+        store
+            .write(|c, out| {
+                out.push(Notice::List("kept".into()));
+                meta::set(c, "k", "v")
+            })
+            .expect("write");
+        let sent = rx.recv_timeout(Duration::from_secs(10)).expect("notices");
+        assert_eq!(sent, vec![Notice::List("kept".into())]);
+        assert!(rx.try_recv().is_err(), "a rolled-back write sent notices");
+    }
+
+    #[test]
     fn a_panicking_job_rolls_back_alone() {
         let (_dir, store) = testing::temp_store();
-        let result: Result<(), StoreError> = store.write(|c| {
+        let result: Result<(), StoreError> = store.write(|c, _| {
             meta::set(c, "x", "1")?;
             panic!("job bug");
         });
         assert!(result.is_err());
         store
-            .write(|c| meta::set(c, "y", "1"))
+            .write(|c, _| meta::set(c, "y", "1"))
             .expect("writer still alive");
         assert_eq!(store.read(|c| meta::get(c, "x")).expect("read"), None);
     }

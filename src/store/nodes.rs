@@ -3,9 +3,8 @@
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
 
-use super::StoreError;
-use super::clamp;
 use super::filter::{self, NODE_TABLE, filter_sql};
+use super::{Notice, Outbox, StoreError, clamp};
 use crate::model::node::Node;
 use crate::query::Filter;
 use crate::timestamp;
@@ -59,8 +58,8 @@ fn row(node: &Node) -> Vec<Value> {
 }
 
 /// Stores a new node.
-pub fn insert(c: &Connection, node: &Node) -> Result<(), StoreError> {
-    super::notice(super::Notice::Nodes);
+pub fn insert(c: &Connection, out: &mut Outbox, node: &Node) -> Result<(), StoreError> {
+    out.push(Notice::Nodes);
     c.execute(
         "INSERT INTO node (id, kind, name, state, result, parent, owner, grp, treeid,
                            created, updated, timeout, holdoff, irregular, doc)
@@ -71,8 +70,8 @@ pub fn insert(c: &Connection, node: &Node) -> Result<(), StoreError> {
 }
 
 /// Replaces a stored node; `NotFound` if it is gone.
-pub fn update(c: &Connection, node: &Node) -> Result<(), StoreError> {
-    super::notice(super::Notice::Nodes);
+pub fn update(c: &Connection, out: &mut Outbox, node: &Node) -> Result<(), StoreError> {
+    out.push(Notice::Nodes);
     let n = c.execute(
         "UPDATE node SET kind = ?2, name = ?3, state = ?4, result = ?5, parent = ?6,
                 owner = ?7, grp = ?8, treeid = ?9, created = ?10, updated = ?11,

@@ -2,15 +2,20 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Notice, StoreError, notice};
+use super::{Notice, Outbox, StoreError};
 
 /// Appends a message (a CloudEvent envelope) to `list`.
-pub fn push(c: &Connection, list: &str, envelope: &serde_json::Value) -> Result<(), StoreError> {
+pub fn push(
+    c: &Connection,
+    out: &mut Outbox,
+    list: &str,
+    envelope: &serde_json::Value,
+) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO queue (list, envelope) VALUES (?1, ?2)",
         params![list, envelope.to_string()],
     )?;
-    notice(Notice::List(list.to_string()));
+    out.push(Notice::List(list.to_string()));
     Ok(())
 }
 

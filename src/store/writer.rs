@@ -2,7 +2,6 @@
 //! at that moment in ONE transaction (each in its own SAVEPOINT, so a
 //! failing job rolls back alone), commits once, then answers every job.
 
-use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
@@ -28,33 +27,33 @@ pub enum Notice {
 /// Where notices of committed writes go (set once by the broker).
 pub type Notifier = Arc<OnceLock<Sender<Vec<Notice>>>>;
 
-thread_local! {
-    /// Notices of the writes of the current batch, in order.
-    static NOTICES: RefCell<Vec<Notice>> = const { RefCell::new(Vec::new()) };
+/// What one write tells the rest of the server once it commits: the store
+/// functions that change what subscribers or the timer watch take it as a
+/// parameter, so a write's signature shows what it publishes. Dropped if
+/// the write rolls back.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    notices: Vec<Notice>,
 }
 
-/// Records a notice for the current write; it is sent after COMMIT and
-/// dropped if the write rolls back. Only meaningful on the writer thread.
-pub fn notice(n: Notice) {
-    NOTICES.with(|v| v.borrow_mut().push(n));
+impl Outbox {
+    /// Records a notice, sent after COMMIT.
+    pub fn push(&mut self, notice: Notice) {
+        self.notices.push(notice);
+    }
+
+    /// The notices recorded so far, in order.
+    pub fn notices(&self) -> &[Notice] {
+        &self.notices
+    }
 }
 
-fn notices_len() -> usize {
-    NOTICES.with(|v| v.borrow().len())
-}
-
-fn notices_truncate(len: usize) {
-    NOTICES.with(|v| v.borrow_mut().truncate(len));
-}
-
-fn notices_take() -> Vec<Notice> {
-    NOTICES.with(|v| std::mem::take(&mut *v.borrow_mut()))
-}
-
-/// What a job leaves behind after running: whether to keep its changes, and
-/// how to answer its caller once the commit outcome is known.
+/// What a job leaves behind after running: whether to keep its changes
+/// (and so send its notices), and how to answer its caller once the commit
+/// outcome is known.
 pub(crate) struct Done {
     keep: bool,
+    out: Outbox,
     finish: Box<dyn FnOnce(Result<(), StoreError>) + Send>,
 }
 
@@ -64,15 +63,17 @@ pub(crate) type Job = Box<dyn FnOnce(&Connection) -> Done + Send>;
 /// Wraps a closure and its reply channel into a job.
 pub(crate) fn job<T, E, F, A>(f: F, after: A, reply: Sender<Result<T, E>>) -> Job
 where
-    F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    F: FnOnce(&Connection, &mut Outbox) -> Result<T, E> + Send + 'static,
     A: FnOnce(&T) + Send + 'static,
     T: Send + 'static,
     E: From<StoreError> + Send + 'static,
 {
     Box::new(move |conn| {
-        let result = f(conn);
+        let mut out = Outbox::default();
+        let result = f(conn, &mut out);
         Done {
             keep: result.is_ok(),
+            out,
             finish: Box::new(move |commit| {
                 let answer = match commit {
                     Ok(()) => {
@@ -110,9 +111,8 @@ fn run(conn: Connection, jobs: Receiver<Job>, notifier: Notifier) {
                 Err(_) => break,
             }
         }
-        let committed = commit_batch(&conn, batch);
-        let notices = notices_take();
-        if committed
+        let notices = commit_batch(&conn, batch);
+        if let Some(notices) = notices
             && !notices.is_empty()
             && let Some(tx) = notifier.get()
         {
@@ -126,24 +126,26 @@ fn run(conn: Connection, jobs: Receiver<Job>, notifier: Notifier) {
     }
 }
 
-/// Runs and commits one batch; whether the commit succeeded.
-fn commit_batch(conn: &Connection, batch: Vec<Job>) -> bool {
+/// Runs and commits one batch; the notices of its kept jobs if the commit
+/// succeeded.
+fn commit_batch(conn: &Connection, batch: Vec<Job>) -> Option<Vec<Notice>> {
     if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
         eprintln!("kci-lite: cannot begin a write transaction: {err}");
         // Dropping the jobs answers their callers with an error.
-        return false;
+        return None;
     }
+    let mut notices = Vec::new();
     let mut finished = Vec::with_capacity(batch.len());
     for job in batch {
         if conn.execute_batch("SAVEPOINT job").is_err() {
             continue;
         }
-        let mark = notices_len();
         match catch_unwind(AssertUnwindSafe(|| job(conn))) {
-            Ok(done) => {
-                if !done.keep {
+            Ok(mut done) => {
+                if done.keep {
+                    notices.append(&mut done.out.notices);
+                } else {
                     let _ = conn.execute_batch("ROLLBACK TO job");
-                    notices_truncate(mark);
                 }
                 let _ = conn.execute_batch("RELEASE job");
                 finished.push(done);
@@ -151,7 +153,6 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) -> bool {
             Err(_) => {
                 eprintln!("kci-lite: a write job panicked; its changes were rolled back");
                 let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
-                notices_truncate(mark);
             }
         }
     }
@@ -163,5 +164,5 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) -> bool {
     for done in finished {
         (done.finish)(outcome.clone());
     }
-    committed
+    committed.then_some(notices)
 }
