@@ -572,3 +572,351 @@ impl Broker {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::event::Event;
+    use crate::store::testing::temp_store;
+    use crate::timestamp::ManualClock;
+    use serde_json::Value;
+
+    const KEEP_ALIVE: Duration = Duration::from_secs(45);
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Arc<Store>,
+        clock: Arc<ManualClock>,
+        broker: Broker,
+        /// What parked requests were answered with, in order.
+        answered: Arc<Mutex<Vec<(&'static str, Delivery)>>>,
+    }
+
+    fn fixture() -> Fixture {
+        let (dir, store) = temp_store();
+        let store = Arc::new(store);
+        let clock = Arc::new(ManualClock::new());
+        let config = BrokerConfig {
+            keep_alive: KEEP_ALIVE,
+            source: "https://test/".into(),
+            history_ttl_secs: 3600,
+        };
+        let (broker, _commands) = Broker::new(Arc::clone(&store), config, clock.clone());
+        Fixture {
+            _dir: dir,
+            store,
+            clock,
+            broker,
+            answered: Arc::default(),
+        }
+    }
+
+    impl Fixture {
+        fn publish(&self, channel: &str, owner: Option<&str>, data: Value) -> i64 {
+            let event = Event::new(channel, owner, data, "https://test/");
+            self.store
+                .write(move |c, out| events::append(c, out, &event))
+                .expect("publish")
+        }
+
+        /// A parked listen whose answer is recorded under `name`.
+        fn parked(&self, name: &'static str, sub: u64) -> Parked {
+            let answered = Arc::clone(&self.answered);
+            Parked::Listen {
+                sub,
+                answer: Box::new(move |d| answered.lock().expect("lock").push((name, d))),
+            }
+        }
+
+        fn answers(&self) -> Vec<(&'static str, Delivery)> {
+            std::mem::take(&mut *self.answered.lock().expect("lock"))
+        }
+    }
+
+    fn data_of(delivery: &Delivery) -> Value {
+        match delivery {
+            Delivery::Message { envelope, .. } => {
+                serde_json::from_str::<Value>(envelope).expect("envelope")["data"].clone()
+            }
+            other => panic!("not a message: {other:?}"),
+        }
+    }
+
+    fn stored(seq: i64, owner: Option<&str>) -> ChannelEvent {
+        ChannelEvent {
+            seq,
+            owner: owner.map(str::to_string),
+            envelope: format!("{{\"seq\": {seq}}}"),
+        }
+    }
+
+    #[test]
+    fn a_subscription_sees_its_users_and_unowned_events_unless_promiscuous() {
+        let f = fixture();
+        let mut sub = f.broker.subscribe("ch", "ann", false, None).expect("sub");
+        assert!(sub.sees(&stored(1, None)));
+        assert!(sub.sees(&stored(1, Some("ann"))));
+        assert!(!sub.sees(&stored(1, Some("bob"))));
+        sub.promiscuous = true;
+        assert!(sub.sees(&stored(1, Some("bob"))));
+    }
+
+    #[test]
+    fn advance_takes_the_first_seen_event_or_moves_to_what_was_read() {
+        let f = fixture();
+        let mut sub = f.broker.subscribe("ch", "ann", false, None).expect("sub");
+        let batch = [
+            stored(1, Some("bob")),
+            stored(2, Some("ann")),
+            stored(3, None),
+        ];
+        assert_eq!(sub.advance(&batch, 9).map(|e| e.seq), Some(2));
+        assert_eq!(sub.advance(&batch, 9).map(|e| e.seq), Some(3));
+        assert_eq!(sub.advance(&batch, 9), None);
+        assert_eq!(
+            sub.cursor, 9,
+            "nothing seen: the cursor passes what was read"
+        );
+        let others = [stored(10, Some("bob"))];
+        assert_eq!(sub.advance(&others, 10), None);
+        assert_eq!(sub.cursor, 10);
+    }
+
+    #[test]
+    fn listen_delivers_in_order_then_beeps_only_when_due() {
+        let f = fixture();
+        let sub = f.broker.subscribe("ch", "ann", false, None).expect("sub");
+        f.publish("ch", Some("ann"), json!({"n": 1}));
+        f.publish("ch", Some("bob"), json!({"n": 2})); // not ann's
+        f.publish("other", None, json!({"n": 3})); // another channel
+        f.publish("ch", None, json!({"n": 4}));
+        let first = f
+            .broker
+            .listen(sub.id, "ann")
+            .expect("listen")
+            .expect("ready");
+        assert_eq!(data_of(&first), json!({"n": 1}));
+        let next = f
+            .broker
+            .listen(sub.id, "ann")
+            .expect("listen")
+            .expect("ready");
+        assert_eq!(data_of(&next), json!({"n": 4}));
+        assert_eq!(
+            f.broker.listen(sub.id, "ann").expect("listen"),
+            None,
+            "park"
+        );
+        f.clock.advance(KEEP_ALIVE);
+        let beep = f
+            .broker
+            .listen(sub.id, "ann")
+            .expect("listen")
+            .expect("beep");
+        assert_eq!(data_of(&beep), json!("BEEP"));
+        assert_eq!(f.broker.listen(sub.id, "ann").expect("listen"), None);
+    }
+
+    #[test]
+    fn listen_checks_the_subscription_and_its_owner() {
+        let f = fixture();
+        let sub = f.broker.subscribe("ch", "ann", false, None).expect("sub");
+        assert_eq!(
+            f.broker.listen(sub.id + 1, "ann"),
+            Err(BrokerError::NotFound(sub.id + 1))
+        );
+        assert_eq!(
+            f.broker.listen(sub.id, "bob"),
+            Err(BrokerError::NotOwner {
+                id: sub.id,
+                user: "bob".into()
+            })
+        );
+        assert_eq!(
+            f.broker.unsubscribe(sub.id, "bob"),
+            Err(BrokerError::NotOwner {
+                id: sub.id,
+                user: "bob".into()
+            })
+        );
+        f.broker.unsubscribe(sub.id, "ann").expect("unsubscribe");
+        assert_eq!(
+            f.broker.listen(sub.id, "ann"),
+            Err(BrokerError::NotFound(sub.id))
+        );
+    }
+
+    #[test]
+    fn one_commit_answers_every_parked_listener_that_sees_it() {
+        let f = fixture();
+        let ann = f.broker.subscribe("ch", "ann", false, None).expect("sub");
+        let bob = f.broker.subscribe("ch", "bob", false, None).expect("sub");
+        let all = f.broker.subscribe("ch", "cid", true, None).expect("sub");
+        let elsewhere = f
+            .broker
+            .subscribe("other", "ann", false, None)
+            .expect("sub");
+        let mut parked = vec![
+            f.parked("ann", ann.id),
+            f.parked("bob", bob.id),
+            f.parked("all", all.id),
+            f.parked("elsewhere", elsewhere.id),
+        ];
+        f.publish("ch", Some("ann"), json!({"n": 1}));
+        parked = f.broker.committed(parked, &[Notice::Channel("ch".into())]);
+        let answers = f.answers();
+        let names: Vec<&str> = answers.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["ann", "all"]);
+        assert!(answers.iter().all(|(_, d)| data_of(d) == json!({"n": 1})));
+        assert_eq!(parked.len(), 2, "bob and elsewhere still wait");
+        // bob's cursor moved past the event it does not see
+        f.publish("ch", None, json!({"n": 2}));
+        parked = f.broker.committed(parked, &[Notice::Channel("ch".into())]);
+        let answers = f.answers();
+        assert_eq!(answers.len(), 1);
+        assert_eq!(answers[0].0, "bob");
+        assert_eq!(data_of(&answers[0].1), json!({"n": 2}));
+        assert_eq!(parked.len(), 1);
+    }
+
+    #[test]
+    fn a_listener_with_many_unseen_events_reads_past_them() {
+        let f = fixture();
+        let sub = f.broker.subscribe("ch", "ann", false, None).expect("sub");
+        let n = READ_LIMIT + 10;
+        f.store
+            .write(move |c, out| {
+                for i in 0..n {
+                    let e = Event::new("ch", Some("bob"), json!({"n": i}), "https://test/");
+                    events::append(c, out, &e)?;
+                }
+                events::append(
+                    c,
+                    out,
+                    &Event::new("ch", None, json!("mine"), "https://test/"),
+                )
+            })
+            .expect("publish");
+        let got = f
+            .broker
+            .listen(sub.id, "ann")
+            .expect("listen")
+            .expect("ready");
+        assert_eq!(data_of(&got), json!("mine"));
+    }
+
+    #[test]
+    fn keep_alives_answer_only_the_listeners_that_are_due() {
+        let f = fixture();
+        let early = f.broker.subscribe("ch", "ann", false, None).expect("sub");
+        f.clock.advance(Duration::from_secs(10));
+        let late = f.broker.subscribe("ch", "ann", false, None).expect("sub");
+        let mut parked = vec![f.parked("early", early.id), f.parked("late", late.id)];
+        f.clock.advance(KEEP_ALIVE - Duration::from_secs(10));
+        assert_eq!(f.broker.next_deadline(&parked), f.clock.instant());
+        parked = f.broker.keep_alive(parked);
+        let answers = f.answers();
+        assert_eq!(answers.len(), 1);
+        assert_eq!(answers[0].0, "early");
+        assert_eq!(data_of(&answers[0].1), json!("BEEP"));
+        assert_eq!(parked.len(), 1);
+        assert_eq!(
+            f.broker.next_deadline(&parked),
+            f.clock.instant() + Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn removed_subscriptions_end_their_parked_listens() {
+        let f = fixture();
+        let sub = f.broker.subscribe("ch", "ann", false, None).expect("sub");
+        let other = f.broker.subscribe("ch", "ann", false, None).expect("sub");
+        let parked = vec![f.parked("gone", sub.id), f.parked("kept", other.id)];
+        f.broker.unsubscribe(sub.id, "ann").expect("unsubscribe");
+        let parked = f.broker.removed(parked, sub.id);
+        assert_eq!(
+            f.answers(),
+            vec![("gone", Delivery::Failed(BrokerError::NotFound(sub.id)))]
+        );
+        assert_eq!(parked.len(), 1);
+    }
+
+    #[test]
+    fn a_parked_pop_is_answered_by_a_push_to_its_list() {
+        let f = fixture();
+        let answered = Arc::clone(&f.answered);
+        let pop = Parked::Pop {
+            list: "jobs".into(),
+            answer: Box::new(move |d| answered.lock().expect("lock").push(("pop", d))),
+        };
+        let parked = f.broker.answer_ready(Vec::new(), vec![pop]);
+        assert_eq!(parked.len(), 1, "nothing to pop yet");
+        f.store
+            .write(|c, out| queues::push(c, out, "jobs", &json!({"data": 1})))
+            .expect("push");
+        let parked = f.broker.committed(parked, &[Notice::List("other".into())]);
+        assert_eq!(parked.len(), 1, "another list");
+        let parked = f.broker.committed(parked, &[Notice::List("jobs".into())]);
+        assert!(parked.is_empty());
+        assert_eq!(
+            f.answers(),
+            vec![("pop", Delivery::Popped("{\"data\":1}".into()))]
+        );
+    }
+
+    #[test]
+    fn a_durable_subscriber_resumes_after_what_it_acknowledged() {
+        let f = fixture();
+        let sub = f
+            .broker
+            .subscribe("ch", "ann", false, Some("svc".into()))
+            .expect("sub");
+        f.publish("ch", None, json!(1));
+        f.publish("ch", None, json!(2));
+        let first = f
+            .broker
+            .listen(sub.id, "ann")
+            .expect("listen")
+            .expect("ready");
+        assert_eq!(data_of(&first), json!(1));
+        // the next listen acknowledges the first event, then gets the second
+        let second = f
+            .broker
+            .listen(sub.id, "ann")
+            .expect("listen")
+            .expect("ready");
+        assert_eq!(data_of(&second), json!(2));
+        // a reconnect before acknowledging the second gets it again
+        let again = f
+            .broker
+            .subscribe("ch", "ann", false, Some("svc".into()))
+            .expect("sub");
+        let redelivered = f
+            .broker
+            .listen(again.id, "ann")
+            .expect("listen")
+            .expect("ready");
+        assert_eq!(data_of(&redelivered), json!(2));
+        assert_eq!(
+            f.broker
+                .subscribe("ch", "bob", false, Some("svc".into()))
+                .map(|s| s.id),
+            Err(BrokerError::SubscriberTaken("svc".into()))
+        );
+    }
+
+    #[test]
+    fn idle_subscriptions_are_swept_unless_a_listen_waits() {
+        let f = fixture();
+        let idle = f.broker.subscribe("ch", "ann", false, None).expect("sub");
+        let waiting = f.broker.subscribe("ch", "ann", false, None).expect("sub");
+        let fresh = f.broker.subscribe("ch", "ann", false, None).expect("sub");
+        f.broker.listen(idle.id, "ann").expect("listen");
+        f.broker.listen(waiting.id, "ann").expect("listen");
+        let parked = vec![f.parked("waiting", waiting.id)];
+        f.clock.advance(STALE_AFTER);
+        f.broker.sweep_stale(&parked, f.clock.instant());
+        let left: Vec<u64> = f.broker.subscriptions().iter().map(|s| s.id).collect();
+        assert_eq!(left, [waiting.id, fresh.id], "never-polled ones are kept");
+    }
+}
