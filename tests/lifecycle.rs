@@ -876,11 +876,7 @@ fn body_limit_setting_applies_to_the_binary() {
         ],
     );
     let token = served.token("admin", "pw");
-    let addr: std::net::SocketAddr = served
-        .base
-        .trim_start_matches("http://")
-        .parse()
-        .expect("addr");
+    let addr = served.process.addr();
     let reply = raw_request(
         addr,
         format!(
