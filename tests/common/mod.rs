@@ -1,5 +1,5 @@
 //! Shared helpers of the integration tests: an in-process kci-lite server on
-//! a free port with its own temporary database, an HTTP client, user
+//! port 0 with its own temporary database, an HTTP client, user
 //! creation through the invite flow, raw HTTP for the cases a client
 //! library would "fix", and a few JWT / encoding helpers. [`process`] runs
 //! the real binary as a child process instead.
@@ -428,7 +428,7 @@ impl Builder {
     }
 }
 
-/// An in-process kci-lite on `127.0.0.1:<free port>`.
+/// An in-process kci-lite on `127.0.0.1:0` (the port the system picks).
 pub struct TestServer {
     /// `http://127.0.0.1:<port>` (no prefix).
     pub base: String,
