@@ -1,5 +1,5 @@
 //! Pub/sub and timer benchmark: starts the release binary as a separate
-//! process (free port, temporary database, one fresh server per
+//! process (port 0, temporary database, one fresh server per
 //! measurement) and prints
 //!
 //! 1. publish → listen latency (p50/p99/max) with L listeners on one
@@ -36,7 +36,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::thread;
@@ -45,6 +45,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use chrono::{NaiveDateTime, Utc};
 use serde_json::{Value, json};
 
+#[allow(dead_code)] // the bench uses only part of the tests' helper
+#[path = "../tests/common/process.rs"]
+mod process;
+
+use process::ServerProcess;
+
 const DEFAULT_LISTENERS: usize = 100;
 const DEFAULT_RATE: usize = 1000;
 const DEFAULT_SECONDS: usize = 10;
@@ -52,6 +58,8 @@ const DEFAULT_PARKED: usize = 1000;
 const DEFAULT_PENDING: usize = 100_000;
 const DEFAULT_PUBLISHERS: usize = 8;
 const DEFAULT_DRAIN: usize = 30;
+/// How long a server may take to exit after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections for hello-world throughput and for loading pending nodes.
 const CONNECTIONS: usize = 16;
 const THROUGHPUT_TIME: Duration = Duration::from_secs(5);
@@ -324,9 +332,7 @@ fn throughput(request: impl Fn(&ureq::Agent) + Sync) -> f64 {
 // -- the server -----------------------------------------------------------------------------
 
 struct Server {
-    child: Child,
-    base: String,
-    log: PathBuf,
+    process: ServerProcess,
     token: String,
     /// Holds the database and the log until the server is dropped.
     _dir: tempfile::TempDir,
@@ -335,15 +341,9 @@ struct Server {
 impl Server {
     fn start(binary: &Path, keep_alive: &str) -> Server {
         let dir = tempfile::tempdir().expect("create a temporary directory");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("find a free port")
-            .port();
-        let log = dir.path().join("server.log");
-        let log_file = fs::File::create(&log).expect("create the server log");
-        let child = Command::new(binary)
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--db"])
-            .arg(dir.path().join("kci.db"))
+        let process = ServerProcess::builder()
+            .binary(binary)
+            .db(&dir.path().join("kci.db"))
             // no stray .env from the caller's directory
             .current_dir(dir.path())
             .env("KCI_INITIAL_PASSWORD", PASSWORD)
@@ -352,56 +352,23 @@ impl Server {
             .env("KCI_HTTP_THREADS", "16")
             .env("KEEP_ALIVE_PERIOD", keep_alive)
             .env_remove("KCI_SYNCHRONOUS")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("clone the log handle"))
-            .stderr(log_file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+            .log_file(&dir.path().join("server.log"))
+            .start();
         let mut server = Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
+            process,
             token: String::new(),
             _dir: dir,
         };
-        server.wait_ready();
         server.token = server.login();
         server
     }
 
-    fn wait_ready(&mut self) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(2)))
-            .build()
-            .into();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(resp) = agent.get(format!("{}/latest/", self.base)).call()
-                && resp.status() == 200
-            {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "the server exited ({status}) during start-up:\n{}",
-                    fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not answer within 60 s"
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}/latest{path}", self.base)
+        format!("{}/latest{path}", self.process.url())
     }
 
     fn auth(&self) -> String {
@@ -492,26 +459,9 @@ impl Server {
 
     /// SIGTERM, then wait for the clean shutdown (SIGKILL after 30 s).
     fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
+        if self.process.stop(STOP_TIMEOUT).is_none() {
+            eprintln!("the server did not stop within 30 s after SIGTERM; it was killed");
         }
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        if !matches!(sent, Ok(s) if s.success()) {
-            eprintln!("kill -TERM failed ({sent:?}); killing the server");
-            let _ = self.child.kill();
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("the server did not stop within 30 s after SIGTERM; killing it");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -1277,7 +1227,7 @@ fn parse_args() -> Options {
         seconds: DEFAULT_SECONDS,
         parked: DEFAULT_PARKED,
         pending: DEFAULT_PENDING,
-        binary: PathBuf::from(env!("CARGO_BIN_EXE_kci-lite")),
+        binary: PathBuf::from(process::BINARY),
         points: None,
         publishers: DEFAULT_PUBLISHERS,
         drain: DEFAULT_DRAIN,

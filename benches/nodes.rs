@@ -18,7 +18,7 @@
 //! Defaults: 1 000 000 nodes, 16 connections, the `kci-lite` binary that
 //! cargo builds for this bench (`target/release/kci-lite`), the server's
 //! default `KCI_SYNCHRONOUS` (full). The server runs as a separate process on
-//! a free port with a temporary database and is stopped with SIGTERM at the
+//! port 0 with a temporary database and is stopped with SIGTERM at the
 //! end (with `--dir`, the database and the server log are kept in DIR). The
 //! tree is generated from a fixed seed, so runs are reproducible;
 //! only the timestamps move with the clock (the newest checkout is always
@@ -26,13 +26,18 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
+
+#[allow(dead_code)] // the bench uses only part of the tests' helper
+#[path = "../tests/common/process.rs"]
+mod process;
+
+use process::ServerProcess;
 
 const DEFAULT_NODES: usize = 1_000_000;
 const DEFAULT_CONNECTIONS: usize = 16;
@@ -56,6 +61,8 @@ const QUERY_SAMPLES: usize = 200;
 const MIN_QUERY_SAMPLES: usize = 5;
 const QUERY_BUDGET: Duration = Duration::from_secs(15);
 const PASSWORD: &str = "bench-pw";
+/// How long the server may take to exit after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const SEED: u64 = 0x6b63_692d_6c69_7465;
 
 // -- the generated tree -------------------------------------------------------------------
@@ -670,23 +677,14 @@ fn throughput(connections: usize, request: impl Fn(&ureq::Agent, &mut Rng) + Syn
 // -- the server -----------------------------------------------------------------------------
 
 struct Server {
-    child: Child,
-    base: String,
-    log: PathBuf,
+    process: ServerProcess,
 }
 
 impl Server {
     fn start(binary: &Path, dir: &Path, synchronous: Option<&str>) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("find a free port")
-            .port();
-        let log = dir.join("server.log");
-        let log_file = fs::File::create(&log).expect("create the server log");
-        let mut command = Command::new(binary);
-        command
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--db"])
-            .arg(dir.join("kci.db"))
+        let mut launch = ServerProcess::builder()
+            .binary(binary)
+            .db(&dir.join("kci.db"))
             // no stray .env from the caller's directory
             .current_dir(dir)
             .env("KCI_INITIAL_PASSWORD", PASSWORD)
@@ -694,53 +692,17 @@ impl Server {
             .env("KCI_BCRYPT_COST", "4")
             .env("KCI_HTTP_THREADS", "16")
             .env_remove("KCI_SYNCHRONOUS")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("clone the log handle"))
-            .stderr(log_file);
+            .log_file(&dir.join("server.log"));
         if let Some(mode) = synchronous {
-            command.env("KCI_SYNCHRONOUS", mode);
+            launch = launch.env("KCI_SYNCHRONOUS", mode);
         }
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
-        let mut server = Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        server.wait_ready();
-        server
-    }
-
-    fn wait_ready(&mut self) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(2)))
-            .build()
-            .into();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(resp) = agent.get(format!("{}/latest/", self.base)).call()
-                && resp.status() == 200
-            {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "the server exited ({status}) during start-up:\n{}",
-                    fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not answer within 60 s"
-            );
-            thread::sleep(Duration::from_millis(20));
+        Server {
+            process: launch.start(),
         }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}/latest{path}", self.base)
+        format!("{}/latest{path}", self.process.url())
     }
 
     fn login(&self) -> String {
@@ -760,26 +722,9 @@ impl Server {
 
     /// SIGTERM, then wait for the clean shutdown (SIGKILL after 30 s).
     fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
+        if self.process.stop(STOP_TIMEOUT).is_none() {
+            eprintln!("the server did not stop within 30 s after SIGTERM; it was killed");
         }
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        if !matches!(sent, Ok(s) if s.success()) {
-            eprintln!("kill -TERM failed ({sent:?}); killing the server");
-            let _ = self.child.kill();
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("the server did not stop within 30 s after SIGTERM; killing it");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -1010,7 +955,7 @@ fn parse_args() -> Options {
     let mut options = Options {
         nodes: DEFAULT_NODES,
         connections: DEFAULT_CONNECTIONS,
-        binary: PathBuf::from(env!("CARGO_BIN_EXE_kci-lite")),
+        binary: PathBuf::from(process::BINARY),
         synchronous: None,
         dir: None,
     };

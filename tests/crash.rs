@@ -8,92 +8,47 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::process::ServerProcess;
 use common::*;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_kci-lite");
 const PASSWORD: &str = "crash-test-admin-pw";
 /// Acknowledged publishes/pushes before the kill.
 const BEFORE_KILL: usize = 300;
 /// Events the listener must have consumed before the kill.
 const CONSUMED_BEFORE_KILL: usize = 100;
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
 /// A `kci-lite serve` process, SIGKILLed on drop (also when a test fails).
 struct Proc {
-    child: Child,
-    base: String,
-    log: Arc<Mutex<String>>,
+    process: ServerProcess,
 }
 
 impl Proc {
-    /// Starts `serve` on `db` and waits (30 s at most) until it answers.
+    /// Starts `serve` on `db` and waits until it serves.
     fn start(workdir: &Path, db: &Path) -> Proc {
-        let bind = format!("127.0.0.1:{}", free_port());
-        let mut child = Command::new(BIN)
-            .args(["serve", "--bind", &bind, "--db"])
-            .arg(db)
+        let process = ServerProcess::builder()
+            .db(db)
             .current_dir(workdir)
-            .env_clear()
+            .clear_env()
             .env("KCI_INITIAL_PASSWORD", PASSWORD)
             .env("KCI_BCRYPT_COST", "4")
             .env("KCI_HTTP_THREADS", "8")
             .env("KEEP_ALIVE_PERIOD", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn kci-lite serve");
-        let log = Arc::new(Mutex::new(String::new()));
-        let pipe = child.stderr.take().expect("stderr");
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let mut text = sink.lock().unwrap_or_else(|p| p.into_inner());
-                text.push_str(&line);
-                text.push('\n');
-            }
-        });
-        let mut proc = Proc {
-            child,
-            base: format!("http://{bind}"),
-            log,
-        };
-        let agent = client_with_timeout(Duration::from_secs(2));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = proc.child.try_wait().expect("try_wait") {
-                panic!("serve exited early ({status}): {}", proc.log());
-            }
-            if let Ok((200, _)) = call_url(&agent, "GET", &proc.url("/"), None, None) {
-                return proc;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not answer: {}",
-                proc.log()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
+            .start();
+        Proc { process }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}/latest{path}", self.base)
+        format!("{}/latest{path}", self.process.url())
     }
 
     fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.process.log()
     }
 
     /// Logs in; the access token.
@@ -121,24 +76,10 @@ impl Proc {
         .unwrap_or_else(|e| panic!("{e}; log: {}", self.log()))
     }
 
-    /// SIGKILL (`kill -KILL <pid>`) and reap.
+    /// SIGKILL and reap.
     fn kill(&mut self) {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-KILL", &pid]).status();
-        if !sent.is_ok_and(|s| s.success()) {
-            let _ = self.child.kill();
-        }
-        let status = self.child.wait().expect("wait for the killed server");
+        let status = self.process.kill();
         assert!(!status.success(), "the server exited normally: {status}");
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 

@@ -5,18 +5,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
+use common::process::{BINARY, ServerProcess};
 use common::*;
 use kci_lite::auth::{PasswordCheck, verify_password};
 use kci_lite::store::{meta, users};
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_kci-lite");
 
 // -- in-process restarts ----------------------------------------------------------------
 
@@ -232,15 +230,18 @@ fn unified_secret_is_accepted_for_verification() {
 
 // -- the binary ---------------------------------------------------------------------------
 
+/// The environment every `kci-lite` run here starts from (after a clear).
+const BASE_ENV: [(&str, &str); 3] = [
+    ("KCI_BCRYPT_COST", "4"),
+    ("KCI_SYNCHRONOUS", "normal"),
+    ("KCI_HTTP_THREADS", "4"),
+];
+
 /// A `kci-lite` command with a clean environment and a working directory.
 fn command(workdir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(BINARY);
     cmd.args(args).current_dir(workdir).env_clear();
-    for (k, v) in [
-        ("KCI_BCRYPT_COST", "4"),
-        ("KCI_SYNCHRONOUS", "normal"),
-        ("KCI_HTTP_THREADS", "4"),
-    ] {
+    for (k, v) in BASE_ENV {
         cmd.env(k, v);
     }
     for (k, v) in env {
@@ -276,91 +277,39 @@ fn run(
     )
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
 /// A `kci-lite serve` process; killed on drop if a test fails early.
 struct Served {
-    child: Child,
+    process: ServerProcess,
     base: String,
-    stderr: Arc<Mutex<String>>,
 }
 
 impl Served {
-    /// Starts `serve` and waits (30 s at most) until `GET /latest/` answers.
+    /// Starts `serve` and waits until it serves and `GET /latest/` answers.
     fn start(workdir: &Path, db: Option<&Path>, env: &[(&str, &str)]) -> Served {
-        let port = free_port();
-        let bind = format!("127.0.0.1:{port}");
-        let mut args = vec!["serve", "--bind", &bind];
-        let db_text;
+        let mut launch = ServerProcess::builder().current_dir(workdir).clear_env();
         if let Some(db) = db {
-            db_text = db.to_string_lossy().into_owned();
-            args.extend(["--db", &db_text]);
+            launch = launch.db(db);
         }
-        let mut child = command(workdir, &args, env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn serve");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let pipe = child.stderr.take().expect("stderr");
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let mut text = sink.lock().expect("lock");
-                text.push_str(&line);
-                text.push('\n');
-            }
-        });
-        let base = format!("http://{bind}");
-        let served = Served {
-            child,
-            base,
-            stderr,
-        };
-        let mut served = served;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = served.child.try_wait().expect("try_wait") {
-                panic!("serve exited early ({status}): {}", served.log());
-            }
-            if let Ok(addr) = bind.parse()
-                && std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-            {
-                let (status, body) = served.get("/latest/", None);
-                if status == 200 {
-                    assert_eq!(body, json!({"message": "KernelCI API"}));
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not answer: {}",
-                served.log()
-            );
-            std::thread::sleep(Duration::from_millis(25));
+        for (k, v) in BASE_ENV.iter().chain(env) {
+            launch = launch.env(k, v);
         }
+        let process = launch.start();
+        let base = process.url();
+        let served = Served { process, base };
+        let (status, body) = served.get("/latest/", None);
+        assert_eq!(status, 200, "{body}; log: {}", served.log());
+        assert_eq!(body, json!({"message": "KernelCI API"}));
         served
     }
 
     fn log(&self) -> String {
-        self.stderr.lock().expect("lock").clone()
+        self.process.log()
     }
 
     /// The log once it contains `needle` (stderr is collected by another
     /// thread, so a line may arrive a little after the HTTP reply).
     fn log_with(&self, needle: &str) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = self.log();
-            if log.contains(needle) || std::time::Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process.log_with(needle, Duration::from_secs(10))
     }
 
     fn agent() -> ureq::Agent {
@@ -405,41 +354,12 @@ impl Served {
         body["access_token"].as_str().expect("token").to_string()
     }
 
-    /// SIGTERM, then the exit status within 5 s.
+    /// SIGTERM, then the exit status within 5 s and the whole log.
     fn terminate(mut self) -> (ExitStatus, String) {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -TERM {pid} failed");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no exit within 5 s of SIGTERM: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        // the stderr reader finishes once the pipe closes
-        let log_deadline = Instant::now() + Duration::from_secs(5);
-        while !self.log().contains("stopped") && Instant::now() < log_deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let status = self.process.stop(Duration::from_secs(5));
+        let status =
+            status.unwrap_or_else(|| panic!("no exit within 5 s of SIGTERM: {}", self.log()));
         (status, self.log())
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 
@@ -956,11 +876,7 @@ fn body_limit_setting_applies_to_the_binary() {
         ],
     );
     let token = served.token("admin", "pw");
-    let addr: std::net::SocketAddr = served
-        .base
-        .trim_start_matches("http://")
-        .parse()
-        .expect("addr");
+    let addr = served.process.addr();
     let reply = raw_request(
         addr,
         format!(

@@ -1,12 +1,15 @@
 //! Shared helpers of the integration tests: an in-process kci-lite server on
-//! a free port with its own temporary database, an HTTP client, user
+//! port 0 with its own temporary database, an HTTP client, user
 //! creation through the invite flow, raw HTTP for the cases a client
-//! library would "fix", and a few JWT / encoding helpers.
+//! library would "fix", and a few JWT / encoding helpers. [`process`] runs
+//! the real binary as a child process instead.
 //!
 //! Every test starts its own server (cheap: bcrypt cost 4, no fixed ports),
 //! so tests never share state and can run in parallel.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 #![allow(dead_code)]
+
+pub mod process;
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -425,7 +428,7 @@ impl Builder {
     }
 }
 
-/// An in-process kci-lite on `127.0.0.1:<free port>`.
+/// An in-process kci-lite on `127.0.0.1:0` (the port the system picks).
 pub struct TestServer {
     /// `http://127.0.0.1:<port>` (no prefix).
     pub base: String,
