@@ -26,7 +26,7 @@ CREATE INDEX node_treeid ON node (treeid, id);
 CREATE INDEX node_created ON node (created);
 CREATE INDEX node_updated ON node (updated);
 CREATE INDEX node_irregular ON node (irregular, id);
--- The timer's work list (events issue): pending nodes by deadline.
+-- The timer's work list: pending nodes by deadline.
 CREATE INDEX node_pending_timeout ON node (timeout) WHERE state IN ('running', 'available', 'closing');
 CREATE INDEX node_pending_holdoff ON node (holdoff) WHERE state = 'available' AND holdoff IS NOT NULL;
 

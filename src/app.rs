@@ -224,7 +224,7 @@ impl App {
         let email = crate::model::user::normalize_email(email)
             .ok_or_else(|| StartError(format!("'{email}' is not a valid e-mail address")))?;
         let hashed_password = auth::hash_password(password, self.config.bcrypt_cost)
-            .map_err(|e| StartError(format!("{:?}", e.cause)))?;
+            .map_err(|e| StartError(e.to_string()))?;
         let user = User {
             id: ids::new_id(),
             email: email.clone(),

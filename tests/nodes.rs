@@ -184,7 +184,7 @@ fn timestamps_are_normalised_to_naive_utc_milliseconds() {
         assert_eq!(stored["timeout"], expected, "{given}");
     }
     // a backdated `created` does not make the node time out on arrival:
-    // the default timeout counts from now (the seed's count example relies
+    // the default timeout counts from now (the user guide's count example relies
     // on an imported old checkout keeping result null)
     let node = srv.make_node(
         user.auth(),

@@ -113,7 +113,7 @@ pub fn login(app: &App, req: &Req) -> ApiResult {
 
 /// `POST /user/logout`: tokens are stateless; 204.
 pub fn logout(app: &App, req: &Req) -> ApiResult {
-    auth::verified(&app.keys, &app.users, req)?;
+    auth::verified(&app.keys, &app.users, req.bearer())?;
     Ok(Resp::no_content())
 }
 
@@ -183,7 +183,7 @@ pub fn public_base_url(app: &App, req: &Req) -> String {
 /// token, mailed unless `send_email` is false.
 pub fn invite(app: &App, req: &Req) -> ApiResult {
     let body = req.body()?;
-    auth::admin(&app.keys, &app.users, req)?;
+    auth::admin(&app.keys, &app.users, req.bearer())?;
     let input = Invite::parse(&body.require()?)?;
     let (name, email) = (input.username.clone(), input.email.clone());
     let existing = app
@@ -266,7 +266,7 @@ pub fn invite(app: &App, req: &Req) -> ApiResult {
 
 /// `GET /user/invite/url` (admin): where invite links will point.
 pub fn invite_url(app: &App, req: &Req) -> ApiResult {
-    auth::admin(&app.keys, &app.users, req)?;
+    auth::admin(&app.keys, &app.users, req.bearer())?;
     let base = public_base_url(app, req);
     Ok(Resp::json(&json!({
         "public_base_url": base,

@@ -140,10 +140,7 @@ pub fn list(app: &App, req: &Req) -> ApiResult {
     let mut filter = Filter::parse(&rest, &[], &EVENT_SCHEMA)?;
     filter.conditions.extend(conditions);
     q.filter = filter;
-    let ttl = chrono::Duration::seconds(
-        i64::try_from(app.config.event_history_ttl_secs).unwrap_or(i64::MAX / 2_000_000),
-    );
-    q.oldest = Some(timestamp::now() - ttl);
+    q.oldest = Some(timestamp::now() - timestamp::span_secs(app.config.event_history_ttl_secs));
     let mut found = app.store.read(|c| events::list(c, &q))?;
     if recursive {
         app.store.read(|c| {

@@ -1,4 +1,4 @@
-//! User groups under upstream's `/user-groups` and the seed's `/group`,
+//! User groups under upstream's `/user-groups` and the KernelCI user guide's `/group`,
 //! `/groups` paths; both families share one store.
 
 use super::{page, pagination, path_id};
@@ -17,7 +17,7 @@ fn not_found(id: &str) -> ApiError {
 /// `POST /user-groups`, `POST /group` (admin).
 pub fn create(app: &App, req: &Req) -> ApiResult {
     let body = req.body()?;
-    auth::admin(&app.keys, &app.users, req)?;
+    auth::admin(&app.keys, &app.users, req.bearer())?;
     let body = body.require()?;
     let name = parse_group_name(&body)?;
     if body.get("id").is_some() {
@@ -53,11 +53,11 @@ fn list(app: &App, req: &Req) -> ApiResult {
 
 /// `GET /user-groups` (admin).
 pub fn list_admin(app: &App, req: &Req) -> ApiResult {
-    auth::admin(&app.keys, &app.users, req)?;
+    auth::admin(&app.keys, &app.users, req.bearer())?;
     list(app, req)
 }
 
-/// `GET /groups` (public, as in the seed).
+/// `GET /groups` (public, as in the KernelCI user guide).
 pub fn list_public(app: &App, req: &Req) -> ApiResult {
     list(app, req)
 }
@@ -73,7 +73,7 @@ fn get(app: &App, id: &str) -> ApiResult {
 
 /// `GET /user-groups/{id}` (admin).
 pub fn get_admin(app: &App, req: &Req, id: &str) -> ApiResult {
-    auth::admin(&app.keys, &app.users, req)?;
+    auth::admin(&app.keys, &app.users, req.bearer())?;
     get(app, id)
 }
 
@@ -85,7 +85,7 @@ pub fn get_public(app: &App, _req: &Req, id: &str) -> ApiResult {
 /// `DELETE /user-groups/{id}`, `DELETE /group/{id}` (admin): 204; 409 while
 /// any user is a member.
 pub fn delete(app: &App, req: &Req, id: &str) -> ApiResult {
-    auth::admin(&app.keys, &app.users, req)?;
+    auth::admin(&app.keys, &app.users, req.bearer())?;
     let id = path_id(id)?;
     app.store.write(move |c, _| {
         if groups::get(c, &id)?.is_none() {

@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use crate::http::{ApiError, Req};
 use crate::ids;
 use crate::model::validate::ValidationItem;
-use crate::query::QueryError;
 
 /// Default page size of paginated lists.
 pub const DEFAULT_LIMIT: u64 = 50;
@@ -61,16 +60,4 @@ pub fn page(items: Vec<Value>, total: u64, limit: u64, offset: u64) -> Value {
 /// A path parameter that must be an id, or 400.
 pub fn path_id(text: &str) -> Result<String, ApiError> {
     ids::parse_id(text).ok_or_else(|| ApiError::bad_request(&ids::invalid_id_detail(text)))
-}
-
-impl From<QueryError> for ApiError {
-    fn from(err: QueryError) -> ApiError {
-        ApiError::bad_request(&err.0)
-    }
-}
-
-impl From<Vec<ValidationItem>> for ApiError {
-    fn from(items: Vec<ValidationItem>) -> ApiError {
-        ApiError::validation(items)
-    }
 }

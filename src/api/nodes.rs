@@ -19,15 +19,6 @@ use crate::timestamp::{self, Timestamp};
 
 const DENIED: &str = "Unauthorized to complete the operation";
 
-impl From<NodeError> for ApiError {
-    fn from(err: NodeError) -> ApiError {
-        match err {
-            NodeError::Invalid(items) => ApiError::validation(items),
-            NodeError::Rejected(detail) => ApiError::bad_request(&detail),
-        }
-    }
-}
-
 fn not_found(id: &str) -> ApiError {
     ApiError::not_found(&format!("Node not found with id: {id}"))
 }
@@ -38,11 +29,7 @@ fn editable(c: &Connection, id: &str, user: &User) -> Result<Node, ApiError> {
     if node.editable_by(user) {
         Ok(node)
     } else {
-        Err(ApiError {
-            status: 401,
-            detail: Value::String(DENIED.into()),
-            cause: None,
-        })
+        Err(ApiError::denied(DENIED))
     }
 }
 
@@ -83,7 +70,7 @@ fn noevent(req: &Req) -> Result<bool, ApiError> {
 /// `POST /node` (user): owner from the token; parent and groups must exist.
 pub fn create(app: &App, req: &Req) -> ApiResult {
     let body = req.body()?;
-    let user = auth::user(&app.keys, &app.users, req)?;
+    let user = auth::user(&app.keys, &app.users, req.bearer())?;
     let node = Node::create(&body.require()?, &user.username, timestamp::now())?;
     let source = app.config.cloud_events_source.clone();
     let node = app.store.write(move |c, out| {
@@ -128,7 +115,7 @@ fn update(
     apply: fn(&Node, &Value, Timestamp) -> Result<Node, NodeError>,
 ) -> ApiResult {
     let body = req.body()?;
-    let user = auth::user(&app.keys, &app.users, req)?;
+    let user = auth::user(&app.keys, &app.users, req.bearer())?;
     let id = path_id(id)?;
     let quiet = noevent(req);
     let body = body.require();
@@ -231,7 +218,7 @@ fn write_children(
 /// all or nothing; one `updated` event for the root.
 pub fn put_hierarchy(app: &App, req: &Req, id: &str) -> ApiResult {
     let body = req.body()?;
-    let user = auth::user(&app.keys, &app.users, req)?;
+    let user = auth::user(&app.keys, &app.users, req.bearer())?;
     let id = path_id(id)?;
     let body = body.require()?;
     let source = app.config.cloud_events_source.clone();
@@ -261,7 +248,7 @@ pub fn put_hierarchy(app: &App, req: &Req, id: &str) -> ApiResult {
 /// listed nodes the caller may edit; all ids checked first; no events.
 pub fn batch_nodeset(app: &App, req: &Req) -> ApiResult {
     let body = req.body()?;
-    let user = auth::user(&app.keys, &app.users, req)?;
+    let user = auth::user(&app.keys, &app.users, req.bearer())?;
     let NodeSet {
         ids: node_ids,
         flag,

@@ -27,7 +27,7 @@ fn sub_id(text: &str) -> Result<u64, ApiError> {
 
 /// `POST /subscribe/{channel}?promisc=&subscriber_id=` (user).
 pub fn subscribe(app: &App, req: &Req, channel: &str) -> ApiResult {
-    let user = auth::user(&app.keys, &app.users, req)?;
+    let user = auth::user(&app.keys, &app.users, req.bearer())?;
     let promiscuous = match req.query_param("promisc") {
         None => false,
         Some(v) => parse_bool_word(v).ok_or_else(|| {
@@ -67,7 +67,7 @@ fn render(delivery: Delivery) -> Resp {
 /// `GET /listen/{sub_id}` (user): the next message, waiting as long as
 /// needed (a BEEP at least every KEEP_ALIVE_PERIOD).
 pub fn listen(app: &App, req: &Req, id: &str) -> Result<Reply, ApiError> {
-    let user = auth::user(&app.keys, &app.users, req)?;
+    let user = auth::user(&app.keys, &app.users, req.bearer())?;
     let id = sub_id(id)?;
     match app.broker.listen(id, &user.username)? {
         Some(delivery) => Ok(Reply::Now(render(delivery))),
@@ -82,7 +82,7 @@ pub fn listen(app: &App, req: &Req, id: &str) -> Result<Reply, ApiError> {
 
 /// `POST|GET /unsubscribe/{sub_id}` (user).
 pub fn unsubscribe(app: &App, req: &Req, id: &str) -> ApiResult {
-    let user = auth::user(&app.keys, &app.users, req)?;
+    let user = auth::user(&app.keys, &app.users, req.bearer())?;
     let id = sub_id(id)?;
     app.broker.unsubscribe(id, &user.username)?;
     Ok(Resp::json(&Value::Null))
@@ -102,7 +102,7 @@ fn truthy(v: &Value) -> bool {
 /// `POST /publish/{channel}` (user): stores the event, then wakes listeners.
 pub fn publish(app: &App, req: &Req, channel: &str) -> ApiResult {
     let body = req.body()?;
-    let user = auth::user(&app.keys, &app.users, req)?;
+    let user = auth::user(&app.keys, &app.users, req.bearer())?;
     let body = body.require()?;
     let mut f = Fields::new(&body);
     let data = f.raw("data").cloned();
@@ -162,7 +162,7 @@ pub fn publish(app: &App, req: &Req, channel: &str) -> ApiResult {
 /// envelope attributes.
 pub fn push(app: &App, req: &Req, list: &str) -> ApiResult {
     let body = req.body()?;
-    auth::user(&app.keys, &app.users, req)?;
+    auth::user(&app.keys, &app.users, req.bearer())?;
     let body = body.require()?;
     let mut f = Fields::new(&body);
     if !f.has("data") {
@@ -193,7 +193,7 @@ pub fn push(app: &App, req: &Req, list: &str) -> ApiResult {
 
 /// `GET /pop/{list}` (user): the oldest message, waiting until there is one.
 pub fn pop(app: &App, req: &Req, list: &str) -> Result<Reply, ApiError> {
-    auth::user(&app.keys, &app.users, req)?;
+    auth::user(&app.keys, &app.users, req.bearer())?;
     match app.broker.pop(list)? {
         Some(envelope) => Ok(Reply::Now(render(Delivery::Popped(envelope)))),
         None => {
@@ -208,7 +208,7 @@ pub fn pop(app: &App, req: &Req, list: &str) -> Result<Reply, ApiError> {
 
 /// `GET /stats/subscriptions` (admin).
 pub fn stats(app: &App, req: &Req) -> ApiResult {
-    auth::admin(&app.keys, &app.users, req)?;
+    auth::admin(&app.keys, &app.users, req.bearer())?;
     let subs = app.broker.subscriptions();
     let items: Vec<Value> = subs
         .iter()

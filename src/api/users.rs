@@ -55,14 +55,14 @@ pub(super) fn create(
 
 /// `GET /whoami`, `GET /user/me`.
 pub fn whoami(app: &App, req: &Req) -> ApiResult {
-    let user = auth::verified(&app.keys, &app.users, req)?;
+    let user = auth::verified(&app.keys, &app.users, req.bearer())?;
     Ok(Resp::json(&user.to_json()))
 }
 
 /// `POST /user/register` (admin): a new active, unverified user.
 pub fn register(app: &App, req: &Req) -> ApiResult {
     let body = req.body()?;
-    auth::admin(&app.keys, &app.users, req)?;
+    auth::admin(&app.keys, &app.users, req.bearer())?;
     let input = NewUser::parse(&body.require()?)?;
     let hashed_password = auth::hash_password(&input.password, app.config.bcrypt_cost)?;
     let username_taken = format!("Username already exists: {}", input.username);
@@ -88,7 +88,7 @@ pub fn register(app: &App, req: &Req) -> ApiResult {
 
 /// `GET /users`: a page of users, query language filters.
 pub fn list(app: &App, req: &Req) -> ApiResult {
-    auth::user(&app.keys, &app.users, req)?;
+    auth::user(&app.keys, &app.users, req.bearer())?;
     let (limit, offset) = pagination(req)?;
     let filter = Filter::parse(&req.query, &["limit", "offset"], &USER_SCHEMA)?;
     let (found, total) = app.store.read(|c| users::list(c, &filter, limit, offset))?;
@@ -98,7 +98,7 @@ pub fn list(app: &App, req: &Req) -> ApiResult {
 
 /// `GET /user/{id}`.
 pub fn get(app: &App, req: &Req, id: &str) -> ApiResult {
-    auth::user(&app.keys, &app.users, req)?;
+    auth::user(&app.keys, &app.users, req.bearer())?;
     let id = path_id(id)?;
     let user = app
         .store
@@ -163,7 +163,7 @@ fn apply_patch(app: &App, id: String, patch: UserPatch, admin: bool) -> Result<U
 /// `PATCH /user/me`: username, e-mail, password; never flags or groups.
 pub fn update_me(app: &App, req: &Req) -> ApiResult {
     let body = req.body()?;
-    let me = auth::user(&app.keys, &app.users, req)?;
+    let me = auth::user(&app.keys, &app.users, req.bearer())?;
     let patch = UserPatch::parse(&body.require()?)?;
     if patch.groups.as_ref().is_some_and(|g| !g.is_empty()) {
         return Err(ApiError::bad_request(
@@ -177,7 +177,7 @@ pub fn update_me(app: &App, req: &Req) -> ApiResult {
 /// `PATCH /user/{id}` (admin).
 pub fn update(app: &App, req: &Req, id: &str) -> ApiResult {
     let body = req.body()?;
-    auth::admin(&app.keys, &app.users, req)?;
+    auth::admin(&app.keys, &app.users, req.bearer())?;
     let id = path_id(id)?;
     let patch = UserPatch::parse(&body.require()?)?;
     let user = apply_patch(app, id, patch, true)?;
@@ -186,7 +186,7 @@ pub fn update(app: &App, req: &Req, id: &str) -> ApiResult {
 
 /// `DELETE /user/{id}` (admin): 200 `null`.
 pub fn delete(app: &App, req: &Req, id: &str) -> ApiResult {
-    auth::admin(&app.keys, &app.users, req)?;
+    auth::admin(&app.keys, &app.users, req.bearer())?;
     let id = path_id(id)?;
     let cache = Arc::clone(&app.users);
     let gone = id.clone();
