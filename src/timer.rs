@@ -32,8 +32,12 @@ fn grace() -> chrono::Duration {
 /// Settings of the timer.
 #[derive(Clone)]
 pub struct TimerConfig {
+    /// The CloudEvents `source` of the events the timer's changes publish.
     pub source: String,
+    /// Events older than this many seconds are purged from the history.
     pub event_ttl_secs: u64,
+    /// Nodes (checkouts excepted) created more than this many days ago are
+    /// purged.
     pub node_purge_age_days: u64,
 }
 
