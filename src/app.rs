@@ -130,6 +130,7 @@ impl App {
                 node_purge_age_days: config.node_purge_age_days,
             },
             timer_rx,
+            Arc::new(SystemClock),
         )?;
         let broker = Broker::start(
             Arc::clone(&store),
