@@ -44,19 +44,6 @@ fn check_groups(c: &Connection, node: &Node) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Appends the node event of a change (`previous` for updates).
-fn record(
-    c: &Connection,
-    out: &mut Outbox,
-    source: &str,
-    node: &Node,
-    hierarchy: bool,
-    previous: Option<&Node>,
-) -> Result<(), ApiError> {
-    events::append_node_event(c, out, source, node, hierarchy, previous)?;
-    Ok(())
-}
-
 /// `?noevent=`: the contract's boolean words, else 422.
 fn noevent(req: &Req) -> Result<bool, ApiError> {
     match req.query_param("noevent") {
@@ -83,7 +70,7 @@ pub fn create(app: &App, req: &Req) -> ApiResult {
         }
         check_groups(c, &node)?;
         nodes::insert(c, out, &node)?;
-        record(c, out, &source, &node, false, None)?;
+        events::append_node_event(c, out, &source, &node, false, None)?;
         Ok(node)
     })?;
     Ok(Resp::json(&node.to_json()))
@@ -127,7 +114,7 @@ fn update(
         let node = apply(&current, &body, timestamp::now())?;
         nodes::update(c, out, &node)?;
         if !quiet {
-            record(c, out, &source, &node, false, Some(&current))?;
+            events::append_node_event(c, out, &source, &node, false, Some(&current))?;
         }
         Ok::<_, ApiError>(node)
     })?;
@@ -236,7 +223,7 @@ pub fn put_hierarchy(app: &App, req: &Req, id: &str) -> ApiResult {
         };
         let mut written = vec![root];
         write_children(c, out, &h, &mut vec![id.clone()], children, &mut written)?;
-        record(c, out, &source, &written[0], true, Some(&current))?;
+        events::append_node_event(c, out, &source, &written[0], true, Some(&current))?;
         Ok::<_, ApiError>(written)
     })?;
     Ok(Resp::json(&Value::Array(

@@ -155,18 +155,13 @@ impl Condition {
         }
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::query::NODE_SCHEMA;
+    use crate::query::testing::params;
     use serde_json::json;
-
-    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     /// The whole-filter entry point, checked against the conditions one by one.
     fn check(pairs: &[(&str, &str)], doc: &Value) -> bool {

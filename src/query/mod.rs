@@ -73,3 +73,14 @@ pub struct Filter {
 /// A query that cannot be run; the text is the 400 detail.
 #[derive(Debug, PartialEq)]
 pub struct QueryError(pub String);
+
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Query parameters as the HTTP layer gives them.
+    pub fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}

@@ -218,16 +218,11 @@ fn convert_id(value: &str, op: Op) -> Result<QValue, QueryError> {
         _ => one(value).map(QValue::Str),
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::query::testing::params;
 
     #[test]
     fn bad_queries() {

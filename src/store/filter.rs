@@ -257,14 +257,8 @@ pub fn filter_sql(
 mod tests {
     use super::*;
     use crate::query::NODE_SCHEMA;
+    use crate::query::testing::params;
     use serde_json::json;
-
-    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn sql_uses_columns_and_indexed_paths_and_binds_everything() {
