@@ -10,6 +10,7 @@
 //! (the server hands the write to a thread of its own), so no client can
 //! slow the dispatcher down.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -24,7 +25,12 @@ use crate::timestamp::{self, Clock, Timestamp};
 
 /// Subscriptions polled once and then not for this long are removed.
 const STALE_AFTER: Duration = Duration::from_secs(15 * 60);
-/// Most stored events read per channel at once.
+/// Stored events read per channel at first for several listeners (one
+/// listener reads one at first): most reads serve listeners that are one
+/// or a few events behind.
+const FIRST_READ: i64 = 16;
+/// Most stored events read per channel at once (the read size doubles up
+/// to this while listeners find nothing they see).
 const READ_LIMIT: i64 = 512;
 /// How often the dispatcher looks for stale subscriptions.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -59,11 +65,14 @@ impl Subscription {
 
     /// Moves the cursor over `batch` — the channel's events in sequence
     /// order, none missing from some point at or before the cursor up to
-    /// `reached` — and returns the first event it sees, if any.
-    fn advance<'a>(&mut self, batch: &'a [ChannelEvent], reached: i64) -> Option<&'a ChannelEvent> {
-        let next = batch.iter().find(|e| e.seq > self.cursor && self.sees(e));
+    /// `reached` — and returns the position in `batch` of the first event
+    /// it sees, if any.
+    fn advance(&mut self, batch: &[ChannelEvent], reached: i64) -> Option<usize> {
+        let next = batch
+            .iter()
+            .position(|e| e.seq > self.cursor && self.sees(e));
         self.cursor = match next {
-            Some(e) => e.seq,
+            Some(i) => batch[i].seq,
             None => self.cursor.max(reached),
         };
         next
@@ -312,6 +321,7 @@ impl Broker {
     /// `None`. This is the one delivery rule, for one listener or many:
     /// one read of the channel serves them all.
     fn next_messages(&self, ids: Vec<u64>) -> Result<Vec<(u64, Option<Delivery>)>, StoreError> {
+        let mut limit = if ids.len() == 1 { 1 } else { FIRST_READ };
         let mut done = Vec::with_capacity(ids.len());
         let mut waiting = ids;
         while !waiting.is_empty() {
@@ -338,14 +348,16 @@ impl Broker {
             let oldest = self.oldest();
             let (upto, batch) = self.store.read(|c| {
                 let upto = events::max_seq(c)?;
-                let batch = events::since(c, &channel, from, upto, &oldest, READ_LIMIT)?;
+                let batch = events::since(c, &channel, from, upto, &oldest, limit)?;
                 Ok::<_, StoreError>((upto, batch))
             })?;
-            let complete = batch.len() < usize::try_from(READ_LIMIT).unwrap_or(usize::MAX);
+            let complete = batch.len() < usize::try_from(limit).unwrap_or(usize::MAX);
+            limit = (limit * 2).min(READ_LIMIT);
             let reached = match batch.last() {
                 Some(last) if !complete => last.seq,
                 _ => upto,
             };
+            let texts: Vec<OnceCell<String>> = batch.iter().map(|_| OnceCell::new()).collect();
             let now = self.clock.instant();
             let mut subs = self.lock();
             let mut again = Vec::new();
@@ -354,8 +366,9 @@ impl Broker {
                     done.push((id, Some(Delivery::Failed(BrokerError::NotFound(id)))));
                     continue;
                 };
-                if let Some(e) = sub.advance(&batch, reached) {
-                    let envelope = e.envelope.clone();
+                if let Some(i) = sub.advance(&batch, reached) {
+                    // Built once per event, however many listeners get it.
+                    let envelope = texts[i].get_or_init(|| batch[i].cloud_event()).clone();
                     done.push((
                         id,
                         Some(Delivery::Message {
@@ -647,6 +660,7 @@ mod tests {
             seq,
             owner: owner.map(str::to_string),
             envelope: format!("{{\"seq\": {seq}}}"),
+            data: "null".into(),
         }
     }
 
@@ -670,8 +684,8 @@ mod tests {
             stored(2, Some("ann")),
             stored(3, None),
         ];
-        assert_eq!(sub.advance(&batch, 9).map(|e| e.seq), Some(2));
-        assert_eq!(sub.advance(&batch, 9).map(|e| e.seq), Some(3));
+        assert_eq!(sub.advance(&batch, 9).map(|i| batch[i].seq), Some(2));
+        assert_eq!(sub.advance(&batch, 9).map(|i| batch[i].seq), Some(3));
         assert_eq!(sub.advance(&batch, 9), None);
         assert_eq!(
             sub.cursor, 9,

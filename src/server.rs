@@ -5,17 +5,17 @@
 //! server's own writer threads, so that no client that stops reading can
 //! hold up whoever answered it.
 
+use std::collections::VecDeque;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::app::{App, StartError};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-
 use crate::http::{self, ApiError, Method, Reply, Req, Resp};
 use crate::router;
 
@@ -90,100 +90,97 @@ fn listen(bind: &str) -> std::io::Result<std::net::TcpListener> {
 type Write = Box<dyn FnOnce() + Send>;
 
 /// Threads that write responses handed over by other threads. A write is
-/// bounded by the send timeout (`KCI_SEND_TIMEOUT_SECONDS`), and a write never waits for another: when
-/// every writer is busy, one more starts; an idle one ends after a while.
-/// So the number of writers follows the number of slow clients being
-/// answered at once, and nobody else waits for them.
+/// bounded by the send timeout (`KCI_SEND_TIMEOUT_SECONDS`), and a write
+/// never waits for another: when no writer is free, one more starts; an
+/// idle one ends after a while. So the number of writers follows the
+/// number of answers being written at once, and a slow client holds up
+/// nobody but its own writer.
 struct Writers {
-    jobs: Sender<Write>,
-    queue: Receiver<Write>,
-    /// Writers waiting for a job and not yet promised one.
-    available: AtomicIsize,
-    /// Writes submitted and not finished.
-    pending: AtomicUsize,
+    state: Mutex<WriterState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct WriterState {
+    /// Writes handed over and not yet taken by a writer.
+    queue: VecDeque<Write>,
+    /// Writers waiting for a write.
+    idle: usize,
+    /// Writes handed over and not finished.
+    pending: usize,
 }
 
 impl Writers {
     fn new() -> Arc<Writers> {
-        let (jobs, queue) = crossbeam_channel::unbounded();
         Arc::new(Writers {
-            jobs,
-            queue,
-            available: AtomicIsize::new(0),
-            pending: AtomicUsize::new(0),
+            state: Mutex::new(WriterState::default()),
+            ready: Condvar::new(),
         })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, WriterState> {
+        // A poisoned lock only means a write panicked; the queue is intact.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `write` on a writer thread; never blocks.
     fn submit(self: &Arc<Self>, write: Write) {
-        self.pending.fetch_add(1, Ordering::SeqCst);
+        let mut state = self.lock();
+        state.pending += 1;
+        // Every queued write has a waiting writer of its own.
+        if state.idle > state.queue.len() {
+            state.queue.push_back(write);
+            self.ready.notify_one();
+            return;
+        }
+        drop(state);
         let me = Arc::clone(self);
-        let write: Write = Box::new(move || {
-            write();
-            me.pending.fetch_sub(1, Ordering::SeqCst);
-        });
-        let promised = self
-            .available
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n > 0).then(|| n - 1)
-            })
-            .is_ok();
-        let write = if promised {
-            match self.jobs.send(write) {
-                Ok(()) => return,
-                Err(err) => err.into_inner(),
-            }
-        } else {
-            write
-        };
-        let me = Arc::clone(self);
-        let mut first = Some(write);
         let spawned = std::thread::Builder::new()
             .name("kci-write".into())
             .stack_size(WRITER_STACK_BYTES)
             .spawn(move || {
-                if let Some(write) = first.take() {
-                    write();
-                }
+                me.run(write);
                 me.serve();
             });
         if let Err(err) = spawned {
             eprintln!("kci-lite: cannot start a writer thread: {err}");
+            self.lock().pending -= 1;
+        }
+    }
+
+    fn run(&self, write: Write) {
+        write();
+        self.lock().pending -= 1;
+    }
+
+    /// Takes writes until none came for `WRITER_IDLE_EXIT`.
+    fn serve(&self) {
+        let mut state = self.lock();
+        loop {
+            if let Some(write) = state.queue.pop_front() {
+                drop(state);
+                self.run(write);
+                state = self.lock();
+                continue;
+            }
+            state.idle += 1;
+            let (next, waited) = self
+                .ready
+                .wait_timeout(state, WRITER_IDLE_EXIT)
+                .unwrap_or_else(|p| p.into_inner());
+            state = next;
+            state.idle -= 1;
+            if waited.timed_out() && state.queue.is_empty() {
+                return;
+            }
         }
     }
 
     /// Waits until every submitted write is done, or `timeout` passed.
     fn wait(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while self.pending.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        while self.lock().pending > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn serve(&self) {
-        self.available.fetch_add(1, Ordering::SeqCst);
-        loop {
-            match self.queue.recv_timeout(WRITER_IDLE_EXIT) {
-                // The submitter took this thread's availability already.
-                Ok(write) => {
-                    write();
-                    self.available.fetch_add(1, Ordering::SeqCst);
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    // Leave only if no job was promised to a waiting writer
-                    // in the meantime; otherwise one is on its way.
-                    let left = self
-                        .available
-                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                            (n > 0).then(|| n - 1)
-                        })
-                        .is_ok();
-                    if left {
-                        return;
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
         }
     }
 }

@@ -85,20 +85,28 @@ pub fn append_node_event(
 
 /// The highest sequence number used so far (0 when none).
 pub fn max_seq(c: &Connection) -> Result<i64, StoreError> {
-    Ok(c.query_row(
-        "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'event'",
-        [],
-        |r| r.get(0),
-    )?)
+    let mut stmt =
+        c.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'event'")?;
+    Ok(stmt.query_row([], |r| r.get(0))?)
 }
 
-/// A stored event of a channel, as subscribers get it.
+/// A stored event of a channel, as read for subscribers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChannelEvent {
     pub seq: i64,
     pub owner: Option<String>,
-    /// The CloudEvent text, `_sequence_id` included.
+    /// The stored envelope text (without its data).
     pub envelope: String,
+    /// The stored data text.
+    pub data: String,
+}
+
+impl ChannelEvent {
+    /// The CloudEvent text a subscriber receives, built only for the
+    /// events actually delivered.
+    pub fn cloud_event(&self) -> String {
+        deliverable(&self.envelope, &self.data, self.seq)
+    }
 }
 
 /// Up to `limit` events on `channel` with `after < seq <= upto`, not older
@@ -124,7 +132,8 @@ pub fn since(
             Ok(ChannelEvent {
                 seq: r.get(0)?,
                 owner: r.get(1)?,
-                envelope: deliverable(&r.get::<_, String>(2)?, &r.get::<_, String>(3)?, r.get(0)?),
+                envelope: r.get(2)?,
+                data: r.get(3)?,
             })
         },
     )?;
