@@ -117,6 +117,7 @@ fn apply_patch(app: &App, id: String, patch: UserPatch, admin: bool) -> Result<U
         move |c, _| {
             let mut user = users::get(c, &id)?
                 .ok_or_else(|| ApiError::not_found(&format!("User not found with id: {id}")))?;
+            let before = user.clone();
             if let Some(name) = patch.username
                 && name != user.username
             {
@@ -153,11 +154,26 @@ fn apply_patch(app: &App, id: String, patch: UserPatch, admin: bool) -> Result<U
                     user.groups = resolve_groups(c, &names)?;
                 }
             }
+            if before.administers() && !user.administers() {
+                keep_an_administrator(c, &user.id)?;
+            }
             users::update(c, &user)?;
             Ok(user)
         },
         cache_put(app),
     )
+}
+
+/// Refuses a change that would leave no active superuser: `id`, an active
+/// superuser, is about to stop being one.
+fn keep_an_administrator(c: &rusqlite::Connection, id: &str) -> Result<(), ApiError> {
+    if users::other_active_superuser(c, id)? {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "The last active superuser cannot be removed, deactivated or lose its superuser flag",
+        ))
+    }
 }
 
 /// `PATCH /user/me`: username, e-mail, password; never flags or groups.
@@ -192,6 +208,9 @@ pub fn delete(app: &App, req: &Req, id: &str) -> ApiResult {
     let gone = id.clone();
     app.store.write_then(
         move |c, _| {
+            if users::get(c, &id)?.is_some_and(|u| u.administers()) {
+                keep_an_administrator(c, &id)?;
+            }
             if users::delete(c, &id)? {
                 Ok(())
             } else {

@@ -98,8 +98,11 @@ impl Req {
     }
 
     /// The body's JSON syntax, checked before authentication as upstream
-    /// does: only broken JSON is an error here (422 `json_invalid`).
-    pub fn body(&self) -> Result<Body, ApiError> {
+    /// does: only broken JSON is an error here (422 `json_invalid`). The
+    /// check builds no document (an anonymous caller's large body costs
+    /// reading it, not a tree of values): [`Body::require`] parses it, once
+    /// the caller is known.
+    pub fn body(&self) -> Result<Body<'_>, ApiError> {
         if self.body.iter().all(|b| b.is_ascii_whitespace()) {
             return Ok(Body::Missing);
         }
@@ -113,19 +116,8 @@ impl Req {
                 "json_invalid",
             )])
         })?;
-        let mut de = serde_json::Deserializer::from_str(text);
-        let value = serde::Deserialize::deserialize(&mut de).and_then(|v: Value| {
-            de.end()?;
-            Ok(v)
-        });
-        value.map(Body::Json).map_err(|e| {
-            let offset = char_offset(text, e.line(), e.column());
-            ApiError::validation(vec![ValidationItem::new(
-                vec![json!("body"), json!(offset)],
-                &format!("JSON decode error: {e}"),
-                "json_invalid",
-            )])
-        })
+        decode::<serde::de::IgnoredAny>(text)?;
+        Ok(Body::Json(text))
     }
 
     /// The body as a JSON value: 422 when missing, not JSON or broken.
@@ -150,6 +142,24 @@ impl Req {
     }
 }
 
+/// `text` as one JSON value of type `T` and nothing after it, or the 422
+/// FastAPI gives for broken JSON.
+fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = T::deserialize(&mut de).and_then(|v| {
+        de.end()?;
+        Ok(v)
+    });
+    value.map_err(|e| {
+        let offset = char_offset(text, e.line(), e.column());
+        ApiError::validation(vec![ValidationItem::new(
+            vec![json!("body"), json!(offset)],
+            &format!("JSON decode error: {e}"),
+            "json_invalid",
+        )])
+    })
+}
+
 fn char_offset(text: &str, line: usize, column: usize) -> usize {
     let mut offset = 0;
     for (i, l) in text.split('\n').enumerate() {
@@ -163,20 +173,21 @@ fn char_offset(text: &str, line: usize, column: usize) -> usize {
 
 /// A request body after the syntax check.
 #[derive(Debug)]
-pub enum Body {
+pub enum Body<'a> {
     /// No body (or only whitespace).
     Missing,
     /// A content type other than JSON.
     NotJson,
-    /// Parsed JSON.
-    Json(Value),
+    /// Well-formed JSON text, not parsed yet.
+    Json(&'a str),
 }
 
-impl Body {
+impl Body<'_> {
     /// The JSON value, or the 422 FastAPI gives for a missing or non-JSON body.
     pub fn require(self) -> Result<Value, ApiError> {
         match self {
-            Body::Json(v) => Ok(v),
+            // The syntax was checked; a number out of range is found here.
+            Body::Json(text) => decode(text),
             Body::Missing => Err(ApiError::validation(vec![ValidationItem::new(
                 vec![json!("body")],
                 "Field required",

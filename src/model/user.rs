@@ -52,6 +52,11 @@ pub struct User {
 }
 
 impl User {
+    /// Whether this user is an active superuser (can administer).
+    pub fn administers(&self) -> bool {
+        self.is_active && self.is_superuser
+    }
+
     /// `UserRead`: the public shape, keys in the contract's order.
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).expect("a user is plain strings and flags")

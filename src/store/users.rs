@@ -70,6 +70,16 @@ pub fn any_superuser(c: &Connection) -> Result<bool, StoreError> {
     )?)
 }
 
+/// Whether an active superuser other than `id` exists.
+pub fn other_active_superuser(c: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM user WHERE id <> ?1
+             AND json_extract(doc, '$.is_superuser') = 1 AND json_extract(doc, '$.is_active') = 1)",
+        [id],
+        |r| r.get(0),
+    )?)
+}
+
 /// Stores a new user.
 pub fn insert(c: &Connection, user: &User) -> Result<(), StoreError> {
     c.execute(
