@@ -16,6 +16,10 @@ pub const DEFAULT_HTTP_THREADS: usize = 16;
 pub const DEFAULT_SEND_TIMEOUT_SECS: u64 = 10;
 /// Longest send timeout accepted, in seconds.
 const MAX_SEND_TIMEOUT_SECS: u64 = 3600;
+/// Default cap on the live subscriptions of one user.
+pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_USER: usize = 10_000;
+/// Highest cap on the live subscriptions of one user accepted.
+const MAX_MAX_SUBSCRIPTIONS_PER_USER: usize = 1_000_000;
 
 /// Shortest HMAC secret accepted (jwt-simple refuses weaker keys).
 pub const MIN_SECRET_LEN: usize = 12;
@@ -74,6 +78,8 @@ pub struct Config {
     /// A client that reads nothing of a response for this long is
     /// disconnected.
     pub send_timeout_secs: u64,
+    /// Most live pub/sub subscriptions one user may hold (429 above it).
+    pub max_subscriptions_per_user: usize,
     pub bcrypt_cost: u32,
     pub synchronous_full: bool,
     /// Names of ignored upstream variables that were set (logged at start).
@@ -264,6 +270,17 @@ impl Config {
             },
             None => DEFAULT_SEND_TIMEOUT_SECS,
         };
+        let max_subscriptions_per_user = match get("KCI_MAX_SUBSCRIPTIONS_PER_USER") {
+            Some(v) => match parse_num::<usize>("KCI_MAX_SUBSCRIPTIONS_PER_USER", &v)? {
+                n @ 1..=MAX_MAX_SUBSCRIPTIONS_PER_USER => n,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "KCI_MAX_SUBSCRIPTIONS_PER_USER: must be 1 to {MAX_MAX_SUBSCRIPTIONS_PER_USER}"
+                    )));
+                }
+            },
+            None => DEFAULT_MAX_SUBSCRIPTIONS_PER_USER,
+        };
         let public_base_url = get("PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_string());
         if let Some(url) = &public_base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -299,6 +316,7 @@ impl Config {
             max_body_bytes,
             http_threads,
             send_timeout_secs,
+            max_subscriptions_per_user,
             bcrypt_cost,
             synchronous_full,
             ignored: IGNORED_UPSTREAM

@@ -105,6 +105,8 @@ pub enum BrokerError {
     NotOwner { id: u64, user: String },
     /// The durable subscriber id belongs to another user.
     SubscriberTaken(String),
+    /// The user has as many live subscriptions as it may.
+    TooManySubscriptions { user: String, limit: usize },
     /// The broker is stopping; parked requests end with this.
     ShuttingDown,
     /// The store failed.
@@ -129,6 +131,8 @@ pub struct BrokerConfig {
     pub source: String,
     /// Events older than this are not delivered.
     pub history_ttl_secs: u64,
+    /// Most live subscriptions one user may hold.
+    pub max_subscriptions_per_user: usize,
 }
 
 enum Parked {
@@ -255,7 +259,15 @@ impl Broker {
             next_beep: self.clock.instant() + self.config.keep_alive,
             last_poll_at: None,
         };
-        self.lock().insert(id, sub.clone());
+        let mut subs = self.lock();
+        let limit = self.config.max_subscriptions_per_user;
+        if subs.values().filter(|s| s.user == user).count() >= limit {
+            return Err(BrokerError::TooManySubscriptions {
+                user: user.to_string(),
+                limit,
+            });
+        }
+        subs.insert(id, sub.clone());
         Ok(sub)
     }
 
@@ -613,6 +625,7 @@ mod tests {
             keep_alive: KEEP_ALIVE,
             source: "https://test/".into(),
             history_ttl_secs: 3600,
+            max_subscriptions_per_user: 8,
         };
         let (broker, _commands) = Broker::new(Arc::clone(&store), config, clock.clone());
         Fixture {
@@ -917,6 +930,36 @@ mod tests {
                 .map(|s| s.id),
             Err(BrokerError::SubscriberTaken("svc".into()))
         );
+    }
+
+    #[test]
+    fn subscriptions_per_user_are_capped() {
+        let f = fixture();
+        let mut ids = Vec::new();
+        for _ in 0..8 {
+            ids.push(
+                f.broker
+                    .subscribe("ch", "ann", false, None)
+                    .expect("sub")
+                    .id,
+            );
+        }
+        assert_eq!(
+            f.broker
+                .subscribe("other", "ann", false, None)
+                .map(|s| s.id),
+            Err(BrokerError::TooManySubscriptions {
+                user: "ann".into(),
+                limit: 8
+            })
+        );
+        f.broker
+            .subscribe("ch", "bob", false, None)
+            .expect("another user");
+        f.broker.unsubscribe(ids[0], "ann").expect("unsubscribe");
+        f.broker
+            .subscribe("ch", "ann", false, None)
+            .expect("room again");
     }
 
     #[test]

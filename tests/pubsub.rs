@@ -995,3 +995,30 @@ fn a_burst_of_connections_is_served_while_listens_are_parked() {
         );
     });
 }
+
+#[test]
+fn subscriptions_per_user_are_capped_with_429() {
+    let srv = TestServer::builder()
+        .var("KCI_MAX_SUBSCRIPTIONS_PER_USER", "3")
+        .start();
+    let (ann, bob) = (srv.make_user(&[]), srv.make_user(&[]));
+    let channel = uniq("cap");
+    let ids: Vec<u64> = (0..3)
+        .map(|_| subscription_id(&srv.subscribe_to(ann.auth(), &channel, "")))
+        .collect();
+    let (status, body) = srv.post_json(&format!("/subscribe/{channel}"), ann.auth(), &Value::Null);
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("at most 3"),
+        "{body}"
+    );
+    // another user is not affected, and unsubscribing makes room
+    srv.subscribe_to(bob.auth(), &channel, "");
+    let (status, _) = srv.post_json(
+        &format!("/unsubscribe/{}", ids[0]),
+        ann.auth(),
+        &Value::Null,
+    );
+    assert_eq!(status, 200);
+    srv.subscribe_to(ann.auth(), &channel, "");
+}

@@ -75,6 +75,11 @@ impl ApiError {
         ApiError::new(409, detail)
     }
 
+    /// 429 with a text detail: a per-user limit is reached.
+    pub fn too_many(detail: &str) -> ApiError {
+        ApiError::new(429, detail)
+    }
+
     /// 413: the body is over `KCI_MAX_BODY_BYTES`.
     pub fn too_large() -> ApiError {
         ApiError::new(413, "Request body too large")
@@ -158,6 +163,10 @@ impl From<BrokerError> for ApiError {
             BrokerError::SubscriberTaken(sid) => {
                 ApiError::not_owner(&format!("Subscriber {sid} owned by different user"))
             }
+            BrokerError::TooManySubscriptions { user, limit } => ApiError::too_many(&format!(
+                "Too many subscriptions for user {user}: at most {limit} \
+                 (KCI_MAX_SUBSCRIPTIONS_PER_USER); unsubscribe some first"
+            )),
             BrokerError::ShuttingDown => ApiError::unavailable(
                 "Server is shutting down",
                 "parked request ended at shutdown",
