@@ -164,3 +164,154 @@ fn a_listener_that_never_reads_is_disconnected() {
     let (status, _) = srv.get("/stats/subscriptions", srv.admin());
     assert_eq!(status, 200);
 }
+
+/// Reads one HTTP/1.1 response with a Content-Length body from `stream`.
+fn read_response(stream: &mut TcpStream) -> (u16, Vec<u8>) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).expect("read a response head");
+        assert_eq!(n, 1, "connection closed inside a response head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .expect("content-length");
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).expect("read a response body");
+    (status, body)
+}
+
+/// Six `/listen`s pipelined on one connection, none answered yet.
+fn pipelined_listens(addr: std::net::SocketAddr, token: &str, subs: &[u64]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let mut requests = String::new();
+    for sub in subs {
+        requests.push_str(&format!(
+            "GET /latest/listen/{sub} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+        ));
+    }
+    stream.write_all(requests.as_bytes()).unwrap();
+    stream
+}
+
+#[test]
+fn pipelined_listens_hang_nothing_and_are_answered_in_order() {
+    let srv = TestServer::start();
+    let user = srv.make_user(&[]);
+    let (busy, quiet) = (uniq("busy"), uniq("quiet"));
+    let subs: Vec<u64> = (0..6)
+        .map(|_| subscription_id(&srv.subscribe_to(user.auth(), &busy, "")))
+        .collect();
+    let probe = subscription_id(&srv.subscribe_to(user.auth(), &quiet, ""));
+    let mut pipelined = pipelined_listens(srv.addr, &user.token, &subs);
+    wait_polled(&srv, subs[0]);
+    // everyone else is served while six listens wait on one connection
+    delivered(&srv, &user, probe, &quiet);
+    let list = uniq("list");
+    let (status, _) = srv.post_json(&format!("/push/{list}"), user.auth(), &json!({"data": 1}));
+    assert_eq!(status, 200);
+    let (status, popped) = srv.get(&format!("/pop/{list}"), user.auth());
+    assert_eq!((status, popped["data"].clone()), (200, json!(1)));
+    // one event on their channel answers all six, in the order asked
+    srv.publish_on(user.auth(), &busy, &json!({"data": "all"}));
+    pipelined
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    for _ in &subs {
+        let (status, body) = read_response(&mut pipelined);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let message: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(cloud_event(&message)["data"], "all", "{message}");
+    }
+}
+
+#[test]
+fn sigterm_stops_the_server_with_stalled_and_pipelined_listeners() {
+    use common::process::ServerProcess;
+    let dir = tempfile::tempdir().unwrap();
+    let mut process = ServerProcess::builder()
+        .db(&dir.path().join("kci.db"))
+        .current_dir(dir.path())
+        .clear_env()
+        .env("KCI_INITIAL_PASSWORD", ADMIN_PASSWORD)
+        .env("KCI_BCRYPT_COST", "4")
+        .env("KCI_SEND_TIMEOUT_SECONDS", "600")
+        .start();
+    let agent = client_with_timeout(SOON);
+    let base = format!("{}/latest", process.url());
+    let mut login = agent
+        .post(format!("{base}/user/login"))
+        .send_form([("username", ADMIN_USERNAME), ("password", ADMIN_PASSWORD)])
+        .unwrap();
+    let login: Value = serde_json::from_str(&login.body_mut().read_to_string().unwrap()).unwrap();
+    let token = login["access_token"].as_str().unwrap().to_string();
+    let subscribe = |channel: &str| {
+        let (status, sub) = call_url(
+            &agent,
+            "POST",
+            &format!("{base}/subscribe/{channel}"),
+            Some(&token),
+            None,
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{sub}");
+        subscription_id(&sub)
+    };
+    let stalled_sub = subscribe("big");
+    let subs: Vec<u64> = (0..6).map(|_| subscribe("other")).collect();
+    let _pipelined = pipelined_listens(process.addr(), &token, &subs);
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&process.addr().into()).unwrap();
+    let mut stalled: TcpStream = socket.into();
+    stalled
+        .write_all(
+            format!(
+                "GET /latest/listen/{stalled_sub} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    wait_for(SOON, "the stalled listen to reach the broker", || {
+        let (_, stats) = call_url(
+            &agent,
+            "GET",
+            &format!("{base}/stats/subscriptions"),
+            Some(&token),
+            None,
+        )
+        .ok()?;
+        stats
+            .as_array()?
+            .iter()
+            .any(|s| s["id"] == stalled_sub && !s["last_poll"].is_null())
+            .then_some(())
+    });
+    let (status, _) = call_url(
+        &agent,
+        "POST",
+        &format!("{base}/publish/big"),
+        Some(&token),
+        Some(&big_event()),
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let exited = process.stop(Duration::from_secs(30));
+    assert!(
+        exited.is_some_and(|s| s.success()),
+        "no clean exit after SIGTERM: {exited:?}; log: {}",
+        process.log()
+    );
+}
