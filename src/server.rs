@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::app::{App, StartError};
-use crate::http::{self, ApiError, Method, Reply, Req, Resp};
+use crate::http::{self, ApiError, Method, Reply, Req, Resp, RespBody};
 use crate::router;
 
 /// How often an idle worker looks at the stop flag.
@@ -259,8 +259,19 @@ impl Responder {
     }
 }
 
-fn to_raw(resp: Resp) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
+fn to_raw(resp: Resp) -> tiny_http::ResponseBox {
+    let mut out = match resp.body {
+        RespBody::Bytes(bytes) => tiny_http::Response::from_data(bytes).boxed(),
+        // No length: chunked, written as it is read.
+        RespBody::Stream(stream) => tiny_http::Response::new(
+            tiny_http::StatusCode(resp.status),
+            Vec::new(),
+            stream,
+            None,
+            None,
+        ),
+    }
+    .with_status_code(resp.status);
     if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", resp.content_type) {
         out.add_header(h);
     }

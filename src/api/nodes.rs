@@ -14,10 +14,14 @@ use crate::model::node::{Node, NodeError, NodeSet};
 use crate::model::user::User;
 use crate::model::validate::{Fields, parse_bool_word};
 use crate::query::{Filter, NODE_SCHEMA};
+use crate::store::stream::Rows;
 use crate::store::{Outbox, events, groups, nodes};
 use crate::timestamp::{self, Timestamp};
 
 const DENIED: &str = "Unauthorized to complete the operation";
+/// Lists asking for more nodes than this are streamed from the stored
+/// documents in bounded memory instead of built in memory.
+const STREAM_ABOVE: u64 = 500;
 
 fn not_found(id: &str) -> ApiError {
     ApiError::not_found(&format!("Node not found with id: {id}"))
@@ -270,6 +274,17 @@ fn filter(req: &Req) -> Result<Filter, ApiError> {
 pub fn list(app: &App, req: &Req) -> ApiResult {
     let (limit, offset) = pagination(req)?;
     let filter = filter(req)?;
+    if limit > STREAM_ABOVE {
+        let total = app.store.read(|c| nodes::count(c, &filter))?;
+        // The envelope's key order: items, total, limit, offset.
+        let suffix = format!("],\"total\":{total},\"limit\":{limit},\"offset\":{offset}}}");
+        let rows: Rows =
+            Box::new(move |c, emit| nodes::each_doc(c, &filter, Some(limit), offset, emit));
+        let stream = app
+            .store
+            .stream_array("{\"items\":[".into(), suffix, rows)?;
+        return Ok(Resp::json_stream(stream));
+    }
     let (items, total) = app.store.read(|c| {
         Ok::<_, ApiError>((
             nodes::list(c, &filter, Some(limit), offset)?,
@@ -291,8 +306,13 @@ pub fn fast(app: &App, req: &Req) -> ApiResult {
     };
     let (limit, offset) = (number("limit")?, number("offset")?.unwrap_or(0));
     let filter = filter(req)?;
-    let items = app.store.read(|c| nodes::list(c, &filter, limit, offset))?;
-    Ok(Resp::json(&Value::Array(items)))
+    if limit.is_some_and(|l| l <= STREAM_ABOVE) {
+        let items = app.store.read(|c| nodes::list(c, &filter, limit, offset))?;
+        return Ok(Resp::json(&Value::Array(items)));
+    }
+    let rows: Rows = Box::new(move |c, emit| nodes::each_doc(c, &filter, limit, offset, emit));
+    let stream = app.store.stream_array("[".into(), "]".into(), rows)?;
+    Ok(Resp::json_stream(stream))
 }
 
 /// `GET /count`: how many nodes match; `limit`/`offset` are ignored.

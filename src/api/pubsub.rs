@@ -54,12 +54,7 @@ fn render(delivery: Delivery) -> Resp {
             &json!({"type": "message", "pattern": null, "channel": channel, "data": envelope}),
         ),
         // The envelope is stored JSON text: sent as it is.
-        Delivery::Popped(envelope) => Resp {
-            status: 200,
-            content_type: "application/json",
-            body: envelope.into_bytes(),
-            headers: Vec::new(),
-        },
+        Delivery::Popped(envelope) => Resp::json_text(envelope),
         Delivery::Failed(err) => ApiError::from(err).to_resp(),
     }
 }

@@ -207,8 +207,30 @@ impl Body<'_> {
 pub struct Resp {
     pub status: u16,
     pub content_type: &'static str,
-    pub body: Vec<u8>,
+    pub body: RespBody,
     pub headers: Vec<(String, String)>,
+}
+
+/// A response body: bytes in memory, or a stream read as it is written
+/// (long lists, in bounded memory; sent chunked).
+pub enum RespBody {
+    Bytes(Vec<u8>),
+    Stream(Box<dyn std::io::Read + Send>),
+}
+
+impl std::fmt::Debug for RespBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RespBody::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            RespBody::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+impl From<Vec<u8>> for RespBody {
+    fn from(bytes: Vec<u8>) -> RespBody {
+        RespBody::Bytes(bytes)
+    }
 }
 
 impl Resp {
@@ -222,7 +244,9 @@ impl Resp {
         Resp {
             status,
             content_type: "application/json",
-            body: serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec()),
+            body: serde_json::to_vec(value)
+                .unwrap_or_else(|_| b"null".to_vec())
+                .into(),
             headers: Vec::new(),
         }
     }
@@ -232,7 +256,7 @@ impl Resp {
         Resp {
             status: 204,
             content_type: "application/json",
-            body: Vec::new(),
+            body: Vec::new().into(),
             headers: Vec::new(),
         }
     }
@@ -242,7 +266,7 @@ impl Resp {
         Resp {
             status: 200,
             content_type: "text/html; charset=utf-8",
-            body: body.as_bytes().to_vec(),
+            body: body.as_bytes().to_vec().into(),
             headers: Vec::new(),
         }
     }
@@ -252,7 +276,27 @@ impl Resp {
         Resp {
             status,
             content_type: "text/plain; charset=utf-8",
-            body: body.as_bytes().to_vec(),
+            body: body.as_bytes().to_vec().into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// 200 with JSON text as it is (stored documents, already valid).
+    pub fn json_text(text: String) -> Resp {
+        Resp {
+            status: 200,
+            content_type: "application/json",
+            body: text.into_bytes().into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// 200 with a JSON body read as it is written.
+    pub fn json_stream(stream: impl std::io::Read + Send + 'static) -> Resp {
+        Resp {
+            status: 200,
+            content_type: "application/json",
+            body: RespBody::Stream(Box::new(stream)),
             headers: Vec::new(),
         }
     }
@@ -262,7 +306,7 @@ impl Resp {
         Resp {
             status: 200,
             content_type,
-            body: body.to_vec(),
+            body: body.to_vec().into(),
             headers: Vec::new(),
         }
     }

@@ -8,6 +8,7 @@ pub mod meta;
 pub mod migrate;
 pub mod nodes;
 pub mod queues;
+pub mod stream;
 pub mod subscribers;
 pub mod users;
 mod writer;

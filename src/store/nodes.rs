@@ -108,6 +108,36 @@ pub fn list(
     rows.map(|doc| Ok(serde_json::from_str(&doc?)?)).collect()
 }
 
+/// Gives the stored document text of each node matching `filter` to
+/// `emit`, in id order, until `emit` answers `false` (for answers streamed
+/// without parsing a document).
+pub fn each_doc(
+    c: &Connection,
+    filter: &Filter,
+    limit: Option<u64>,
+    offset: u64,
+    emit: &mut dyn FnMut(&str) -> bool,
+) -> Result<(), StoreError> {
+    let (cond, mut args) = filter_sql(filter, &NODE_TABLE)?;
+    args.push(Value::Integer(limit.map_or(-1, clamp)));
+    args.push(Value::Integer(clamp(offset)));
+    let n = args.len();
+    let sql = format!(
+        "SELECT doc FROM node WHERE {cond} ORDER BY id LIMIT ?{} OFFSET ?{}",
+        n - 1,
+        n
+    );
+    let mut stmt = c.prepare(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+    while let Some(row) = rows.next()? {
+        let doc = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+        if !emit(doc) {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// How many nodes match `filter`.
 pub fn count(c: &Connection, filter: &Filter) -> Result<u64, StoreError> {
     let (cond, args) = filter_sql(filter, &NODE_TABLE)?;
