@@ -10,7 +10,7 @@ use super::node_data;
 use super::user::{NODE_EDIT_ANY, User};
 use super::validate::{Checked, Fields, ValidationItem};
 use crate::ids;
-use crate::timestamp::Timestamp;
+use crate::timestamp::{self, Timestamp};
 
 /// Default lifetime of a node before it times out.
 pub const DEFAULT_TIMEOUT_HOURS: i64 = 6;
@@ -223,9 +223,12 @@ mod wire_time {
         parse(String::deserialize(d)?)
     }
 
-    /// The timestamp written `text`, or a serde error naming it.
+    /// The timestamp written `text`, or a serde error naming it. Only stored
+    /// documents are read this way (bodies go through `Fields`), so a year
+    /// outside the range, left by an older release, reads clamped into it
+    /// instead of making the node unreadable.
     pub fn parse<E: Error>(text: String) -> Result<Timestamp, E> {
-        timestamp::parse(&text).ok_or_else(|| E::custom(format!("bad timestamp {text:?}")))
+        timestamp::parse_stored(&text).ok_or_else(|| E::custom(format!("bad timestamp {text:?}")))
     }
 }
 
@@ -511,7 +514,8 @@ impl Node {
             updated: updated.unwrap_or(now),
             // From now, not from a client-supplied (back-dated) `created`:
             // an imported old node must not time out the moment it lands.
-            timeout: timeout.unwrap_or(now + Duration::hours(DEFAULT_TIMEOUT_HOURS)),
+            timeout: timeout
+                .unwrap_or_else(|| timestamp::shift(now, Duration::hours(DEFAULT_TIMEOUT_HOURS))),
             holdoff,
             owner: None,
             submitter,
@@ -766,6 +770,60 @@ mod tests {
             NodeState::Running.can_become(NodeState::Done)
                 && !NodeState::Done.can_become(NodeState::Running)
         );
+    }
+
+    #[test]
+    fn out_of_range_timestamps_are_schema_problems() {
+        for field in ["created", "updated", "timeout", "holdoff"] {
+            for bad in [
+                "+10000-01-01T00:00:00",
+                "10000-01-01T00:00:00",
+                "0000-01-01T00:00:00",
+                "-0001-01-01T00:00:00",
+                "2024-01-01T00:00:00.1234567",
+                "0001-01-01T00:00:00+01:00",
+            ] {
+                let mut body = json!({"name": "n", "path": []});
+                body[field] = json!(bad);
+                match Node::create(&body, "bob", now()) {
+                    Err(NodeError::Invalid(items)) => {
+                        assert_eq!(
+                            items,
+                            [ValidationItem::new(
+                                vec![json!("body"), json!(field)],
+                                "Input should be a valid datetime",
+                                "datetime_from_date_parsing",
+                            )],
+                            "{field}={bad}"
+                        );
+                    }
+                    other => panic!("{field}={bad}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn default_timeout_stays_in_range() {
+        let late = timestamp::parse("9999-12-31T23:00:00").expect("valid");
+        let node = Node::create(&json!({"name": "n", "path": []}), "bob", late).expect("valid");
+        assert_eq!(node.timeout, timestamp::MAX);
+        assert_eq!(node.to_json()["timeout"], "9999-12-31T23:59:59.999000");
+    }
+
+    #[test]
+    fn stored_years_out_of_range_read_clamped() {
+        let node = Node::create(&json!({"name": "n", "path": []}), "bob", now()).expect("valid");
+        let mut doc = node.to_json();
+        doc["timeout"] = json!("+10000-01-01T00:00:00.000000");
+        doc["holdoff"] = json!("-0001-01-01T00:00:00.000000");
+        let read: Node = serde_json::from_value(doc).expect("readable");
+        assert_eq!(read.timeout, timestamp::MAX);
+        assert_eq!(read.holdoff, Some(timestamp::MIN));
+        // and a PUT of that node, which re-reads every stored field as a body
+        // would, still passes
+        let put = read.put(&json!({"name": "m"}), now(), true).expect("valid");
+        assert_eq!(put.timeout, timestamp::MAX);
     }
 
     #[test]
