@@ -391,7 +391,12 @@ fn handle(app: &Arc<App>, writers: &Arc<Writers>, mut raw: tiny_http::Request) {
         }
         Err(err) => {
             if let Some(cause) = &err.cause {
-                eprintln!("kci-lite: {} {path}: {cause}", responder.method);
+                // A cause may quote a whole SQL statement (rusqlite's text of
+                // an error in a statement does): its start says what failed.
+                const MAX_LOGGED_CAUSE_CHARS: usize = 300;
+                let shown: String = cause.chars().take(MAX_LOGGED_CAUSE_CHARS).collect();
+                let cut = if shown.len() < cause.len() { "…" } else { "" };
+                eprintln!("kci-lite: {} {path}: {shown}{cut}", responder.method);
             }
             responder.send(err.to_resp());
         }

@@ -7,7 +7,7 @@ use crate::app::App;
 use crate::http::{ApiError, ApiResult, Req, Resp};
 use crate::ids;
 use crate::model::validate::parse_bool_word;
-use crate::query::{Condition, Filter, Op, QValue, Schema};
+use crate::query::{Condition, Filter, Op, QValue, Schema, check_list_len};
 use crate::store::events::{self, EventQuery};
 use crate::store::nodes;
 use crate::timestamp::{self, Timestamp};
@@ -73,6 +73,7 @@ pub fn list(app: &App, req: &Req) -> ApiResult {
         if parts.is_empty() {
             return Err(bad("ids must contain at least one id"));
         }
+        check_list_len("ids", parts.len())?;
         q.ids = parts
             .iter()
             .map(|p| ids::parse_id(p).ok_or_else(|| bad("Invalid ids format")))

@@ -5,6 +5,8 @@
 //! same with its patterns compiled once, and [`Condition::matches`] judges
 //! one condition.
 
+use std::collections::HashSet;
+
 use regex::Regex;
 use serde_json::Value;
 
@@ -21,18 +23,26 @@ pub fn matches(filter: &Filter, doc: &Value) -> bool {
     Matcher::new(filter).matches(doc)
 }
 
-/// A filter with its patterns compiled, to match many documents.
+/// A filter with its patterns compiled and its lists in hash sets, to
+/// match many documents.
 pub struct Matcher {
-    conditions: Vec<(Condition, Option<Regex>)>,
+    conditions: Vec<(Condition, Option<Regex>, Option<HashSet<String>>)>,
 }
 
 impl Matcher {
-    /// Compiles the patterns of `filter`.
+    /// Compiles the patterns of `filter` and indexes its lists, so that a
+    /// document costs as much as the values it holds, not the lists' length.
     pub fn new(filter: &Filter) -> Matcher {
         let conditions = filter
             .conditions
             .iter()
-            .map(|c| (c.clone(), c.regex()))
+            .map(|c| {
+                let set = match &c.value {
+                    QValue::List(items) => Some(items.iter().cloned().collect()),
+                    _ => None,
+                };
+                (c.clone(), c.regex(), set)
+            })
             .collect();
         Matcher { conditions }
     }
@@ -41,7 +51,7 @@ impl Matcher {
     pub fn matches(&self, doc: &Value) -> bool {
         self.conditions
             .iter()
-            .all(|(c, regex)| c.matches(doc, regex.as_ref()))
+            .all(|(c, regex, set)| c.matches_in(doc, regex.as_ref(), set.as_ref()))
     }
 }
 
@@ -133,12 +143,30 @@ impl Condition {
     /// Whether `doc` satisfies the condition (MongoDB semantics); `regex` is
     /// the compiled pattern of a `__re` condition (see [`Condition::regex`]).
     pub fn matches(&self, doc: &Value, regex: Option<&Regex>) -> bool {
+        self.matches_in(doc, regex, None)
+    }
+
+    /// [`Condition::matches`], with the values of a list in `set` if given.
+    fn matches_in(
+        &self,
+        doc: &Value,
+        regex: Option<&Regex>,
+        set: Option<&HashSet<String>>,
+    ) -> bool {
         let mut found = Vec::new();
         values_at(doc, &self.path, &mut found);
         let any_equal = |want: &QValue| found.iter().any(|v| equals(v, want));
+        // Equal to a listed value: a found string, or a string in a found array.
         let in_list = |list: &[String]| {
-            list.iter()
-                .any(|item| any_equal(&QValue::Str(item.clone())))
+            let listed = |s: &str| match set {
+                Some(set) => set.contains(s),
+                None => list.iter().any(|item| item == s),
+            };
+            found.iter().any(|v| match v {
+                Value::String(s) => listed(s),
+                Value::Array(items) => items.iter().any(|i| i.as_str().is_some_and(listed)),
+                _ => false,
+            })
         };
         match (&self.op, &self.value) {
             (Op::Eq, QValue::Null) => found.is_empty() || any_equal(&QValue::Null),
@@ -211,6 +239,25 @@ mod tests {
             &doc
         ));
         assert!(!check(&[("s__gt", "5")], &json!({"s": "9"})));
+    }
+
+    #[test]
+    fn lists_match_strings_and_strings_in_arrays_only() {
+        let doc = json!({"s": "abc", "a": ["x", 3, ["y"], {"s": "z"}], "n": 3, "t": true});
+        assert!(check(&[("s__in", "x,abc")], &doc));
+        assert!(check(&[("a__in", "q,x")], &doc));
+        assert!(!check(&[("a__in", "3,y,z")], &doc));
+        assert!(check(&[("a.s__in", "z")], &doc));
+        assert!(!check(&[("n__in", "3")], &doc));
+        assert!(!check(&[("t__in", "true")], &doc));
+        assert!(check(&[("missing__nin", "x")], &doc));
+        assert!(!check(&[("s__nin", "abc")], &doc));
+        let long = (0..9_999)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(check(&[("a__nin", &long)], &doc));
+        assert!(check(&[("s__in", &format!("{long},abc"))], &doc));
     }
 
     #[test]

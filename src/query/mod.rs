@@ -10,7 +10,15 @@ pub mod parse;
 use serde::{Deserialize, Serialize};
 
 pub use matcher::{Matcher, matches};
-pub use parse::{GROUP_SCHEMA, NODE_SCHEMA, Schema, USER_SCHEMA, check_regex};
+pub use parse::{GROUP_SCHEMA, NODE_SCHEMA, Schema, USER_SCHEMA, check_list_len, check_regex};
+
+/// Most conditions (distinct `field[__op]` keys) one query may hold; more
+/// answer 400. Pipeline queries use a few dozen at most.
+pub const MAX_CONDITIONS: usize = 100;
+
+/// Most values one list-valued parameter may hold (`__in`, `__nin`, the
+/// `ids` of `/events`); more answer 400. Pipelines ask for hundreds of ids.
+pub const MAX_LIST_ELEMENTS: usize = 10_000;
 
 /// Comparison operators of the language.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

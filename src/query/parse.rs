@@ -2,8 +2,10 @@
 //! values (timestamps, ids, integers, booleans, lists) turned into a
 //! [`Filter`], per the schema of the collection being listed.
 
+use std::collections::HashMap;
+
 use super::matcher::compile_pattern;
-use super::{Condition, Filter, Op, QValue, QueryError};
+use super::{Condition, Filter, MAX_CONDITIONS, MAX_LIST_ELEMENTS, Op, QValue, QueryError};
 use crate::ids;
 use crate::timestamp;
 
@@ -60,23 +62,32 @@ fn parse_op(name: &str) -> Option<Op> {
 
 impl Filter {
     /// Parses query parameters, skipping `reserved` names. A repeated key
-    /// keeps its last value.
+    /// keeps its last value. More than [`MAX_CONDITIONS`] distinct keys, or
+    /// a list over [`MAX_LIST_ELEMENTS`], is refused before any is parsed.
     pub fn parse(
         params: &[(String, String)],
         reserved: &[&str],
         schema: &Schema,
     ) -> Result<Filter, QueryError> {
-        let mut last: Vec<(&str, &str)> = Vec::new();
-        for (key, value) in params {
-            if reserved.contains(&key.as_str()) {
-                continue;
+        // Where each key occurs last: one pass, however often a client
+        // repeats a key.
+        let mut last: HashMap<&str, usize> = HashMap::new();
+        for (at, (key, _)) in params.iter().enumerate() {
+            if !reserved.contains(&key.as_str()) {
+                last.insert(key, at);
             }
-            last.retain(|(k, _)| *k != key.as_str());
-            last.push((key, value));
+        }
+        if last.len() > MAX_CONDITIONS {
+            return Err(QueryError(format!(
+                "Too many query conditions: {} (at most {MAX_CONDITIONS})",
+                last.len()
+            )));
         }
         let mut conditions = Vec::with_capacity(last.len());
-        for (key, value) in last {
-            conditions.push(parse_condition(key, value, schema)?);
+        for (at, (key, value)) in params.iter().enumerate() {
+            if last.get(key.as_str()) == Some(&at) {
+                conditions.push(parse_condition(key, value, schema)?);
+            }
         }
         Ok(Filter { conditions })
     }
@@ -99,6 +110,9 @@ fn parse_condition(key: &str, value: &str, schema: &Schema) -> Result<Condition,
     if schema.forbidden.contains(&field) {
         return Err(QueryError(format!("Filtering on '{field}' is not allowed")));
     }
+    if matches!(op, Op::In | Op::Nin) {
+        check_list_len(key, value.split(',').count())?;
+    }
     let path: Vec<String> = field.split('.').map(str::to_string).collect();
     let value = if is_int_cast || schema.ints.contains(&field) && op != Op::Re {
         convert_int(field, value, op)?
@@ -115,6 +129,17 @@ fn parse_condition(key: &str, value: &str, schema: &Schema) -> Result<Condition,
         check_regex(pattern)?;
     }
     Ok(Condition { path, op, value })
+}
+
+/// Refuses a list of `len` values for the parameter `name` when it is over
+/// [`MAX_LIST_ELEMENTS`]; the error names both.
+pub fn check_list_len(name: &str, len: usize) -> Result<(), QueryError> {
+    if len > MAX_LIST_ELEMENTS {
+        return Err(QueryError(format!(
+            "Too many values for {name}: {len} (at most {MAX_LIST_ELEMENTS})"
+        )));
+    }
+    Ok(())
 }
 
 /// A pattern the `regex` crate compiles and that PCRE (MongoDB) and Python
@@ -240,6 +265,90 @@ mod tests {
         assert!(bad(&[("data..x", "1")]).is_some());
         assert!(
             Filter::parse(&params(&[("hashed_password__re", "x")]), &[], &USER_SCHEMA).is_err()
+        );
+    }
+
+    fn many_conditions(n: usize) -> Vec<(String, String)> {
+        (0..n).map(|i| (format!("data.f{i}"), "x".into())).collect()
+    }
+
+    fn list_of(n: usize) -> String {
+        vec!["v"; n].join(",")
+    }
+
+    #[test]
+    fn conditions_are_limited() {
+        let at_limit = Filter::parse(&many_conditions(MAX_CONDITIONS), &[], &NODE_SCHEMA);
+        assert_eq!(at_limit.map(|f| f.conditions.len()), Ok(MAX_CONDITIONS));
+        assert_eq!(
+            Filter::parse(&many_conditions(MAX_CONDITIONS + 1), &[], &NODE_SCHEMA),
+            Err(QueryError(
+                "Too many query conditions: 101 (at most 100)".into()
+            ))
+        );
+        assert_eq!(
+            Filter::parse(&many_conditions(1000), &[], &NODE_SCHEMA),
+            Err(QueryError(
+                "Too many query conditions: 1000 (at most 100)".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn reserved_and_repeated_keys_are_not_counted() {
+        let mut pairs = many_conditions(MAX_CONDITIONS);
+        pairs.push(("limit".into(), "10".into()));
+        pairs.extend((0..1000).map(|i| ("data.f0".to_string(), i.to_string())));
+        let filter = Filter::parse(&pairs, &["limit"], &NODE_SCHEMA).expect("within limits");
+        assert_eq!(filter.conditions.len(), MAX_CONDITIONS);
+        let f0 = filter.conditions.last().expect("last condition");
+        assert_eq!(
+            (f0.path.join("."), &f0.value),
+            ("data.f0".into(), &QValue::Str("999".into())),
+            "a repeated key keeps its last value, in the place of its last occurrence"
+        );
+    }
+
+    #[test]
+    fn lists_are_limited() {
+        let one =
+            |key: &str, value: &str| Filter::parse(&params(&[(key, value)]), &[], &NODE_SCHEMA);
+        let full = list_of(MAX_LIST_ELEMENTS);
+        for key in ["name__in", "name__nin", "data.x__in", "retry_counter__in"] {
+            let filter = one(key, &full).expect("at the limit");
+            assert_eq!(
+                filter.conditions[0].value,
+                QValue::List(vec!["v".into(); MAX_LIST_ELEMENTS])
+            );
+        }
+        let over = list_of(MAX_LIST_ELEMENTS + 1);
+        assert_eq!(
+            one("name__in", &over),
+            Err(QueryError(
+                "Too many values for name__in: 10001 (at most 10000)".into()
+            ))
+        );
+        assert_eq!(
+            one("data.x__nin", &list_of(20_000)),
+            Err(QueryError(
+                "Too many values for data.x__nin: 20000 (at most 10000)".into()
+            ))
+        );
+        // Counted before each value is converted: the limit, not a bad id.
+        assert_eq!(
+            one("parent__in", &over).err().map(|e| e.0),
+            Some("Too many values for parent__in: 10001 (at most 10000)".into())
+        );
+        let ids = vec!["0123456789abcdef01234567"; MAX_LIST_ELEMENTS].join(",");
+        assert!(one("parent__in", &ids).is_ok());
+        let stamps = vec!["2024-01-01"; MAX_LIST_ELEMENTS].join(",");
+        assert!(one("created__nin", &stamps).is_ok());
+        assert_eq!(check_list_len("ids", MAX_LIST_ELEMENTS), Ok(()));
+        assert_eq!(
+            check_list_len("ids", 20_000),
+            Err(QueryError(
+                "Too many values for ids: 20000 (at most 10000)".into()
+            ))
         );
     }
 }

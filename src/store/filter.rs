@@ -79,6 +79,11 @@ pub const fn doc_table(doc: &'static str) -> SqlTable {
     }
 }
 
+/// Most values of a list bound one variable each; see `Builder::list`. A
+/// condition then binds at most this many plus one (its `kci_match`), so
+/// `MAX_CONDITIONS` of them stay far below SQLite's 32,766 variables.
+const INLINE_LIST_MAX: usize = 32;
+
 struct Builder {
     params: Vec<Param>,
 }
@@ -93,12 +98,21 @@ impl Builder {
         self.bind(Param::Text(s.to_string()))
     }
 
+    /// A list as the right side of `IN`. Up to [`INLINE_LIST_MAX`] values
+    /// are bound one by one (the planner sees each, and a one-value list is
+    /// an equality an index walks in id order). A longer list is bound as
+    /// ONE JSON array read back by `json_each`: a query at the limits (100
+    /// lists of 10,000 values) would otherwise need a million variables,
+    /// far over SQLite's 32,766, and SQL text that grows with the lists.
+    /// SQLite reads such a list into a temporary index once per statement,
+    /// and an index on the column serves the `IN` as it does an inline list.
     fn list(&mut self, items: &[String]) -> String {
-        items
-            .iter()
-            .map(|i| self.text(i))
-            .collect::<Vec<_>>()
-            .join(", ")
+        if items.len() <= INLINE_LIST_MAX {
+            let terms: Vec<String> = items.iter().map(|i| self.text(i)).collect();
+            return format!("({})", terms.join(", "));
+        }
+        let json = serde_json::to_string(items).expect("a list of strings always serialises");
+        format!("(SELECT value FROM json_each({}))", self.text(&json))
     }
 }
 
@@ -111,9 +125,9 @@ fn column_sql(b: &mut Builder, col: &str, cond: &Condition) -> String {
         (Op::Ne, QValue::Null) => format!("{col} IS NOT NULL"),
         (Op::Ne, QValue::Str(v)) => format!("{col} IS NOT {}", b.text(v)),
         (Op::Ne, _) => "1".into(),
-        (Op::In, QValue::List(items)) => format!("{col} IN ({})", b.list(items)),
+        (Op::In, QValue::List(items)) => format!("{col} IN {}", b.list(items)),
         (Op::Nin, QValue::List(items)) => {
-            format!("({col} IS NULL OR {col} NOT IN ({}))", b.list(items))
+            format!("({col} IS NULL OR {col} NOT IN {})", b.list(items))
         }
         (Op::Re, QValue::Str(p)) => format!("{col} REGEXP {}", b.text(p)),
         (op @ (Op::Lt | Op::Gt | Op::Lte | Op::Gte), QValue::Str(v)) => {
@@ -150,9 +164,9 @@ fn path_sql(b: &mut Builder, doc: &str, path: &str, cond: &Condition) -> String 
             format!("NOT ({e} IS {} AND {numeric})", b.bind(Param::Int(*n)))
         }
         (Op::Ne, QValue::Bool(v)) => format!("{t} IS NOT '{v}'"),
-        (Op::In, QValue::List(items)) => format!("{e} IN ({})", b.list(items)),
+        (Op::In, QValue::List(items)) => format!("{e} IN {}", b.list(items)),
         (Op::Nin, QValue::List(items)) => {
-            format!("({e} IS NULL OR {e} NOT IN ({}))", b.list(items))
+            format!("({e} IS NULL OR {e} NOT IN {})", b.list(items))
         }
         (Op::Re, QValue::Str(p)) => format!("{e} REGEXP {}", b.text(p)),
         (op @ (Op::Lt | Op::Gt | Op::Lte | Op::Gte), QValue::Str(v)) => {
@@ -256,8 +270,10 @@ pub fn filter_sql(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::NODE_SCHEMA;
     use crate::query::testing::params;
+    use crate::query::{MAX_CONDITIONS, MAX_LIST_ELEMENTS, NODE_SCHEMA};
+    use crate::store::nodes;
+    use crate::store::testing::temp_store;
     use serde_json::json;
 
     #[test]
@@ -291,6 +307,175 @@ mod tests {
         let filter =
             Filter::parse(&params(&[("name__gt", "5")]), &[], &NODE_SCHEMA).expect("valid");
         assert_eq!(to_sql(&filter, &NODE_TABLE).expect("sql").0, "0");
+    }
+
+    /// SQLite's defaults in the bundled build.
+    const SQLITE_MAX_VARIABLE_NUMBER: usize = 32_766;
+
+    /// `MAX_CONDITIONS` lists of `len` values: `__in` and `__nin` on every
+    /// column and indexed path, then on document fields.
+    fn lists_of(len: usize) -> Filter {
+        let list = (0..len)
+            .map(|i| format!("value-{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let tables = NODE_TABLE.columns.iter().chain(NODE_TABLE.indexed_paths);
+        let fields = tables
+            .map(|(field, _)| field.to_string())
+            .chain((0..).map(|i| format!("data.f{i}")));
+        let pairs: Vec<(String, String)> = fields
+            .flat_map(|f| [format!("{f}__in"), format!("{f}__nin")])
+            .filter(|key| !key.starts_with("created") && !key.starts_with("updated"))
+            .filter(|key| !key.starts_with("timeout") && !key.starts_with("holdoff"))
+            .filter(|key| !key.starts_with("id_") && !key.starts_with("parent_"))
+            .take(MAX_CONDITIONS)
+            .map(|key| (key, list.clone()))
+            .collect();
+        Filter::parse(&pairs, &[], &NODE_SCHEMA).expect("at the limits")
+    }
+
+    #[test]
+    fn a_query_at_the_limits_stays_within_sqlite_limits() {
+        let (_dir, store) = temp_store();
+        for len in [MAX_LIST_ELEMENTS, INLINE_LIST_MAX + 1, INLINE_LIST_MAX] {
+            let filter = lists_of(len);
+            assert_eq!(filter.conditions.len(), MAX_CONDITIONS);
+            let (sql, args) = to_sql(&filter, &NODE_TABLE).expect("sql");
+            let most = if len > INLINE_LIST_MAX { 2 } else { len + 1 };
+            assert!(args.len() <= most * MAX_CONDITIONS, "{len}: {}", args.len());
+            assert!(args.len() < SQLITE_MAX_VARIABLE_NUMBER / 4);
+            assert!(sql.len() < 40_000, "{len}: {} bytes of SQL", sql.len());
+            // SQLite checks the variable number and the expression depth
+            // (1000) when it prepares the statement: list and count run.
+            assert_eq!(store.read(|c| nodes::count(c, &filter)), Ok(0), "{len}");
+            assert_eq!(
+                store.read(|c| nodes::list(c, &filter, Some(10), 0)),
+                Ok(vec![])
+            );
+        }
+    }
+
+    /// The query plan of a node list query with this WHERE clause.
+    fn plan(
+        store: &crate::store::Store,
+        sql: &str,
+        args: &[rusqlite::types::Value],
+    ) -> Vec<String> {
+        let query =
+            format!("EXPLAIN QUERY PLAN SELECT doc FROM node WHERE {sql} ORDER BY id LIMIT 50");
+        store
+            .read(|c| {
+                let mut stmt = c.prepare(&query)?;
+                let rows =
+                    stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))?;
+                Ok::<_, StoreError>(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .expect("plan")
+    }
+
+    /// A long list read by `json_each` is served by the same index as the
+    /// same list written inline, one term per value: the plans differ only
+    /// by the lines that read the list.
+    #[test]
+    fn long_lists_use_the_indexes_an_inline_list_uses() {
+        let (_dir, store) = temp_store();
+        let json_list =
+            regex::Regex::new(r"\(SELECT value FROM json_each\((\?\d+)\)\)").expect("regex");
+        let long = |v: &str, n: usize| vec![v; n].join(",");
+        let ids = long("0123456789abcdef01234567", INLINE_LIST_MAX + 1);
+        let cases: &[(&str, String, Option<&str>)] = &[
+            (
+                "kind__in",
+                long("kbuild", 40),
+                Some("node_kind_state (kind=?)"),
+            ),
+            ("name__in", long("a", 100), Some("node_name (name=?)")),
+            ("id__in", ids, Some("(id=?)")),
+            ("data.arch__in", long("x86_64", 40), None),
+            ("data.arch__in", long("x86_64", MAX_LIST_ELEMENTS), None),
+            ("state__nin", long("done", 40), None),
+            ("data.platform__nin", long("qemu", 40), None),
+        ];
+        let reads_the_list = |step: &String| {
+            step.starts_with("LIST SUBQUERY")
+                || step.contains("json_each")
+                || step.contains("BLOOM")
+        };
+        for (key, value, index) in cases {
+            let filter = Filter::parse(&params(&[(key, value)]), &[], &NODE_SCHEMA).expect("valid");
+            let (sql, args) = filter_sql(&filter, &NODE_TABLE).expect("sql");
+            let terms = value.split(',').count();
+            let inline = json_list.replace_all(&sql, |c: &regex::Captures| {
+                format!("({})", vec![&c[1]; terms].join(", "))
+            });
+            assert_ne!(inline, sql, "{key} is read by json_each");
+            let mut new_plan = plan(&store, &sql, &args);
+            new_plan.retain(|s| !reads_the_list(s));
+            assert_eq!(new_plan, plan(&store, &inline, &args), "{key}");
+            if let Some(index) = index {
+                let text = new_plan.join(" | ");
+                assert!(
+                    text.contains("SEARCH node USING") && text.contains(index),
+                    "{key}: {text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn short_lists_are_bound_value_by_value() {
+        let (_dir, store) = temp_store();
+        let list = vec!["a"; INLINE_LIST_MAX].join(",");
+        let filter =
+            Filter::parse(&params(&[("name__in", &list)]), &[], &NODE_SCHEMA).expect("valid");
+        let (sql, args) = filter_sql(&filter, &NODE_TABLE).expect("sql");
+        assert!(!sql.contains("json_each"), "{sql}");
+        assert_eq!(args.len(), INLINE_LIST_MAX);
+        // One value: an equality, walked in id order with no sort.
+        let filter =
+            Filter::parse(&params(&[("name__in", "one")]), &[], &NODE_SCHEMA).expect("valid");
+        let (sql, args) = filter_sql(&filter, &NODE_TABLE).expect("sql");
+        assert_eq!(sql, "name IN (?1)");
+        let text = plan(&store, &sql, &args).join(" | ");
+        assert!(
+            text.contains("node_name") && !text.contains("TEMP B-TREE"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_list_read_by_json_each_compares_as_bound_text_did() {
+        let c = rusqlite::Connection::open_in_memory().expect("memory db");
+        let values = [
+            "5",
+            "it's",
+            "a\\\"b",
+            "é",
+            "\u{1F600}",
+            "",
+            " x ",
+            "a\u{0}b",
+        ];
+        let items: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+        let mut b = Builder { params: Vec::new() };
+        let list = b.list(&[items.clone(), vec!["pad".into(); INLINE_LIST_MAX]].concat());
+        assert_eq!(list, "(SELECT value FROM json_each(?1))");
+        let Some(Param::Text(json)) = b.params.pop() else {
+            panic!("one JSON parameter: {list}");
+        };
+        let is_in = |lhs: &str, value: Option<&str>| -> bool {
+            let sql = format!("SELECT {lhs} IN (SELECT value FROM json_each(?2))");
+            c.query_row(&sql, rusqlite::params![value, json], |r| r.get(0))
+                .expect("query")
+        };
+        for value in values {
+            assert!(is_in("?1", Some(value)), "{value:?}");
+        }
+        assert!(!is_in("?1", Some("a")));
+        assert!(!is_in("?1", Some("a\u{0}")));
+        // A number at an indexed path is not equal to its text, as with `IN ('5')`.
+        assert!(!is_in(r#"json_extract('{"a": 5}', '$.a')"#, None));
+        assert!(is_in(r#"json_extract('{"a": "5"}', '$.a')"#, None));
     }
 
     #[test]
