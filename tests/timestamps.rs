@@ -210,3 +210,20 @@ fn stored_years_out_of_range_stay_readable() {
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["items"][0]["created"], "0001-01-01T00:00:00.000000");
 }
+
+#[test]
+fn events_from_epoch_seconds_must_stay_in_range() {
+    let srv = TestServer::start();
+    for from in ["253402300800", "-62135596801"] {
+        let (status, body) = srv.get(&format!("/events?from={from}"), None);
+        assert_eq!(status, 400, "from={from}: {body}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("'from'")),
+            "{body}"
+        );
+    }
+    let (status, body) = srv.get("/events?from=253402300799", None);
+    assert_eq!(status, 200, "{body}");
+}

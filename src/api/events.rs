@@ -41,7 +41,9 @@ fn parse_from(text: &str) -> Option<Timestamp> {
     // Round to the millisecond the store keeps: 1795935478.602 is
     // 1795935478.6019999… in binary and must not become .601.
     let millis = (secs * 1000.0).round() as i64;
-    DateTime::from_timestamp_millis(millis).map(|dt| dt.naive_utc())
+    DateTime::from_timestamp_millis(millis)
+        .map(|dt| dt.naive_utc())
+        .filter(|ts| (timestamp::MIN..=timestamp::MAX).contains(ts))
 }
 
 fn eq(path: &[&str], value: &str) -> Condition {
