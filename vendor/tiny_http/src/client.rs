@@ -4,13 +4,30 @@ use std::io::Error as IoError;
 use std::io::Result as IoResult;
 use std::io::{BufReader, BufWriter, ErrorKind, Read};
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::common::{HTTPVersion, Method};
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
-use crate::Request;
+use crate::{Header, Request, Response};
+
+// kci-lite patch: limits of a request head, so that reading one costs
+// bounded memory whatever the client sends.
+/// The longest request line or header line, in bytes, CRLF excluded.
+const MAX_HEADER_LINE_BYTES: usize = 8 * 1024;
+/// The longest head (request line, headers, blank line), in bytes, CRLFs
+/// included.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// The most header lines in one request.
+const MAX_HEADER_COUNT: usize = 100;
+/// How long a connection is drained, at most, after an error answered by
+/// the library, before it is closed (see `RefinedTcpStream::linger_close`).
+const ERROR_LINGER: Duration = Duration::from_secs(2);
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
@@ -34,6 +51,13 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // kci-lite patch: a handle on the socket, to close it after an error
+    closer: Option<RefinedTcpStream>,
+
+    // kci-lite patch: set when a chunked body was dropped before its end;
+    // what follows on the connection is the rest of it, never a request
+    body_unfinished: Arc<AtomicBool>,
 }
 
 /// Error that can happen when reading a request.
@@ -44,6 +68,77 @@ enum ReadError {
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
+    /// kci-lite patch: a line or the whole head over its limit
+    HeadTooLarge(HTTPVersion),
+    /// kci-lite patch: HTTP/2 (its connection preface) or later
+    UnsupportedVersion,
+    /// kci-lite patch: the length of the body is uncertain (the detail)
+    BadFraming(HTTPVersion, &'static str),
+    /// kci-lite patch: the previous request left its chunked body unfinished
+    BodyUnfinished,
+}
+
+impl ReadError {
+    /// kci-lite patch: the answer to this error (version, status, detail);
+    /// none when the client is gone or nothing more can be said.
+    fn answer(&self) -> Option<(HTTPVersion, u16, &'static str)> {
+        let v1_1 = HTTPVersion(1, 1);
+        Some(match self {
+            ReadError::WrongRequestLine => (v1_1, 400, "Invalid request line"),
+            ReadError::WrongHeader(v) => (v.clone(), 400, "Invalid header line"),
+            ReadError::ExpectationFailed(v) => (v.clone(), 417, "Unsupported Expect header"),
+            ReadError::HeadTooLarge(v) => (v.clone(), 431, "Request header fields too large"),
+            ReadError::UnsupportedVersion => (v1_1, 505, "HTTP version not supported"),
+            ReadError::BadFraming(v, detail) => (v.clone(), 400, *detail),
+            ReadError::ReadIoError(err) if err.kind() == ErrorKind::TimedOut => {
+                (v1_1, 408, "Request timeout")
+            }
+            ReadError::ReadIoError(_) | ReadError::BodyUnfinished => return None,
+        })
+    }
+}
+
+/// kci-lite patch: why a line of the head could not be read.
+enum LineError {
+    /// Longer than its limit (reading stopped there).
+    TooLong,
+    /// Not ASCII, a control character, or a CR or LF alone.
+    Malformed,
+    Io(IoError),
+}
+
+impl LineError {
+    fn in_request_line(self) -> ReadError {
+        match self {
+            LineError::TooLong => ReadError::HeadTooLarge(HTTPVersion(1, 1)),
+            LineError::Malformed => ReadError::WrongRequestLine,
+            LineError::Io(err) => ReadError::ReadIoError(err),
+        }
+    }
+
+    fn in_header(self, version: &HTTPVersion) -> ReadError {
+        match self {
+            LineError::TooLong => ReadError::HeadTooLarge(version.clone()),
+            LineError::Malformed => ReadError::WrongHeader(version.clone()),
+            LineError::Io(err) => ReadError::ReadIoError(err),
+        }
+    }
+}
+
+/// kci-lite patch: `text` as a JSON string.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 impl ClientConnection {
@@ -54,6 +149,7 @@ impl ClientConnection {
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        let closer = read_socket.try_clone_handle().ok(); // kci-lite patch
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -65,6 +161,8 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            closer,
+            body_unfinished: Arc::default(),
         }
     }
 
@@ -77,7 +175,12 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    ///
+    /// kci-lite patch: at most `limit` bytes (CRLF excluded): reading stops
+    /// at the limit, so memory is bounded; a byte that is not ASCII, a
+    /// control character other than HTAB, or a CR or LF alone (which some
+    /// parsers take for the end of a line) make the line malformed.
+    fn read_next_line(&mut self, limit: usize) -> Result<AsciiString, LineError> {
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
 
@@ -85,44 +188,91 @@ impl ClientConnection {
             let byte = self.next_header_source.by_ref().bytes().next();
 
             let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
+                Some(b) => b.map_err(LineError::Io)?,
+                None => {
+                    let eof = IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF");
+                    return Err(LineError::Io(eof));
+                }
             };
 
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
+            match (prev_byte_was_cr, byte) {
+                (true, b'\n') => {
+                    return AsciiString::from_ascii(buf).map_err(|_| LineError::Malformed)
+                }
+                (true, _) | (false, b'\n') => return Err(LineError::Malformed),
+                (false, b'\r') => prev_byte_was_cr = true,
+                (false, b) if !b.is_ascii() || (b.is_ascii_control() && b != b'\t') => {
+                    return Err(LineError::Malformed)
+                }
+                (false, _) if buf.len() == limit => return Err(LineError::TooLong),
+                (false, b) => buf.push(b),
             }
-
-            prev_byte_was_cr = byte == b'\r';
-
-            buf.push(byte);
         }
+    }
+
+    /// kci-lite patch: a line of the head, within both
+    /// `MAX_HEADER_LINE_BYTES` and what is left of `MAX_HEAD_BYTES`
+    /// (`head_left`, which it decreases).
+    fn read_head_line(&mut self, head_left: &mut usize) -> Result<AsciiString, LineError> {
+        let Some(room) = head_left.checked_sub(2) else {
+            return Err(LineError::TooLong);
+        };
+        let line = self.read_next_line(MAX_HEADER_LINE_BYTES.min(room))?;
+        *head_left = room - line.len();
+        Ok(line)
     }
 
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        // kci-lite patch: what is left of MAX_HEAD_BYTES
+        let mut head_left = MAX_HEAD_BYTES;
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self.read_head_line(&mut head_left);
+                // kci-lite patch: these bytes are the rest of the previous
+                // body (its reader is handed on once it is dropped)
+                if self.body_unfinished.load(Ordering::SeqCst) {
+                    return Err(ReadError::BodyUnfinished);
+                }
+                let line = line.map_err(LineError::in_request_line)?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
                 )?
             };
 
+            // kci-lite patch: HTTP/2 and later (the HTTP/2 connection
+            // preface reads as `PRI * HTTP/2.0`) are refused at once
+            if version > (1, 1) {
+                return Err(ReadError::UnsupportedVersion);
+            }
+
             // getting all headers
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self
+                        .read_head_line(&mut head_left)
+                        .map_err(|e| e.in_header(&version))?;
 
                     if line.is_empty() {
                         break;
                     };
+                    // kci-lite patch: at most MAX_HEADER_COUNT headers; a
+                    // line folded onto the previous one (obs-fold) is
+                    // refused, not read as a header of its own
+                    if headers.len() == MAX_HEADER_COUNT {
+                        return Err(ReadError::HeadTooLarge(version));
+                    }
+                    if line
+                        .as_bytes()
+                        .first()
+                        .is_some_and(|b| *b == b' ' || *b == b'\t')
+                    {
+                        return Err(ReadError::WrongHeader(version));
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
@@ -153,6 +303,7 @@ impl ClientConnection {
             *self.remote_addr.as_ref().unwrap(),
             data_source,
             writer,
+            Arc::clone(&self.body_unfinished),
         )
         .map_err(|e| {
             use crate::request;
@@ -161,11 +312,47 @@ impl ClientConnection {
                 request::RequestCreationError::ExpectationFailed => {
                     ReadError::ExpectationFailed(version)
                 }
+                request::RequestCreationError::BadFraming(detail) => {
+                    ReadError::BadFraming(version, detail)
+                }
             }
         })?;
 
         // return the request
         Ok(request)
+    }
+
+    /// kci-lite patch: answers an error found by the library itself, after
+    /// the answers before it: `{"detail": ...}` as JSON with `Connection:
+    /// close`. Then the connection is closed, and nothing after the request
+    /// is read.
+    fn refuse(&mut self, version: HTTPVersion, status: u16, detail: &str) {
+        self.no_more_requests = true;
+        let Some(mut writer) = self.sink.next() else {
+            return;
+        };
+        let mut response = Response::from_data(format!("{{\"detail\":{}}}", json_string(detail)))
+            .with_status_code(status)
+            .with_connection_close();
+        if let Ok(content_type) = Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
+        {
+            response.add_header(content_type);
+        }
+        let written = response
+            .raw_print(&mut writer, version, &[], false, None)
+            .and_then(|()| writer.flush());
+        drop(writer);
+        if written.is_ok() {
+            self.linger_close();
+        }
+    }
+
+    /// kci-lite patch: ends the connection once its last answer is written
+    /// (see `RefinedTcpStream::linger_close`).
+    fn linger_close(&mut self) {
+        if let Some(closer) = self.closer.as_mut() {
+            closer.linger_close(ERROR_LINGER);
+        }
     }
 }
 
@@ -175,93 +362,54 @@ impl Iterator for ClientConnection {
     /// Blocks until the next Request is available.
     /// Returns None when no new Requests will come from the client.
     fn next(&mut self) -> Option<Request> {
-        use crate::{Response, StatusCode};
-
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         if self.no_more_requests {
             return None;
         }
 
-        loop {
-            let rq = match self.read() {
-                Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
-                }
-
-                Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
-                }
-
-                Err(ReadError::ReadIoError(_)) => return None,
-
-                Ok(rq) => rq,
-            };
-
-            // checking HTTP version
-            if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
+        // kci-lite patch: every error found here is answered in JSON (see
+        // `ReadError::answer`) and ends the connection: after a bad head,
+        // where the next request would start is unknown.
+        let rq = match self.read() {
+            Ok(rq) => rq,
+            Err(ReadError::BodyUnfinished) => {
+                // the answer to the previous request was written before
+                // its body was dropped
+                self.linger_close();
+                return None;
             }
-
-            // updating the status of the connection
-            let connection_header = rq
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Connection"))
-                .map(|h| h.value.as_str());
-
-            let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
-
-            match lowercase {
-                Some(ref val) if val.contains("close") => self.no_more_requests = true,
-                Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
-                Some(ref val)
-                    if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
-                {
-                    self.no_more_requests = true
+            Err(err) => {
+                if let Some((version, status, detail)) = err.answer() {
+                    self.refuse(version, status, detail);
                 }
-                None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
-                _ => (),
-            };
+                return None;
+            }
+        };
 
-            // returning the request
-            return Some(rq);
-        }
+        // updating the status of the connection
+        let connection_header = rq
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Connection"))
+            .map(|h| h.value.as_str());
+
+        let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
+
+        match lowercase {
+            Some(ref val) if val.contains("close") => self.no_more_requests = true,
+            Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
+            Some(ref val)
+                if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
+            {
+                self.no_more_requests = true
+            }
+            None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
+            _ => (),
+        };
+
+        // returning the request
+        Some(rq)
     }
 }
 
@@ -287,6 +435,10 @@ fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadE
     let method = parts.next().and_then(|w| w.parse().ok());
     let path = parts.next().map(ToOwned::to_owned);
     let version = parts.next().and_then(|w| parse_http_version(w).ok());
+    // kci-lite patch: nothing after the version
+    if parts.next().is_some() {
+        return Err(ReadError::WrongRequestLine);
+    }
 
     method
         .and_then(|method| Some((method, path?, version?)))
@@ -305,5 +457,7 @@ mod test {
 
         assert!(super::parse_request_line("GET /hello").is_err());
         assert!(super::parse_request_line("qsd qsd qsd").is_err());
+        // kci-lite patch
+        assert!(super::parse_request_line("GET /hello HTTP/1.1 more").is_err());
     }
 }

@@ -1,15 +1,16 @@
+use std::convert::TryFrom;
 use std::io::Error as IoError;
 use std::io::{self, Cursor, ErrorKind, Read, Write};
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
-use crate::util::{EqualReader, FusedReader};
+use crate::util::{ChunkedBody, EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
-use chunked_transfer::Decoder;
 
 /// Represents an HTTP request made by a client.
 ///
@@ -108,11 +109,63 @@ pub enum RequestCreationError {
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
+
+    /// kci-lite patch: the headers leave the length of the body uncertain;
+    /// what is wrong, as said to the client.
+    BadFraming(&'static str),
 }
 
 impl From<IoError> for RequestCreationError {
     fn from(err: IoError) -> RequestCreationError {
         RequestCreationError::CreationIoError(err)
+    }
+}
+
+/// kci-lite patch: how the body of a request is delimited (RFC 9112 §6.3).
+enum Framing {
+    /// No body.
+    None,
+    /// A body of this many bytes.
+    Length(usize),
+    /// A chunked body.
+    Chunked,
+}
+
+/// kci-lite patch: the framing that the headers state, or why it is
+/// uncertain. Were it uncertain, a proxy in front and this server could
+/// split the same bytes into requests differently, and a body would be run
+/// as a request (request smuggling). So a Content-Length must be one
+/// header of digits only: repeated headers are refused even with equal
+/// values, and so is a comma list. Content-Length with Transfer-Encoding
+/// is refused rather than resolved, and so is any transfer coding but
+/// `chunked` alone, and Transfer-Encoding in HTTP/1.0, which has none.
+fn framing(version: &HTTPVersion, headers: &[Header]) -> Result<Framing, &'static str> {
+    const INVALID_LENGTH: &str = "Invalid Content-Length header";
+    let named = |name| headers.iter().filter(move |h| h.field.equiv(name));
+    let (mut lengths, mut encodings) = (named("Content-Length"), named("Transfer-Encoding"));
+    let (length, encoding) = (lengths.next(), encodings.next());
+    if lengths.next().is_some() {
+        return Err("Multiple Content-Length headers");
+    }
+    if encodings.next().is_some() {
+        return Err("Multiple Transfer-Encoding headers");
+    }
+    let trimmed = |h: &Header| h.value.as_str().trim_matches([' ', '\t']).to_owned();
+    match (length.map(trimmed), encoding.map(trimmed)) {
+        (None, None) => Ok(Framing::None),
+        (Some(_), Some(_)) => Err("Content-Length and Transfer-Encoding together"),
+        (Some(length), None) => {
+            if length.is_empty() || !length.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(INVALID_LENGTH);
+            }
+            let length = length.parse::<u64>().map_err(|_| INVALID_LENGTH)?;
+            usize::try_from(length)
+                .map(Framing::Length)
+                .map_err(|_| INVALID_LENGTH)
+        }
+        (None, Some(_)) if *version < (1, 1) => Err("Transfer-Encoding in an HTTP/1.0 request"),
+        (None, Some(coding)) if coding.eq_ignore_ascii_case("chunked") => Ok(Framing::Chunked),
+        (None, Some(_)) => Err("Unsupported Transfer-Encoding header"),
     }
 }
 
@@ -125,6 +178,9 @@ impl From<IoError> for RequestCreationError {
 /// It is the responsibility of the `Request` to read only the data of the request and not further.
 ///
 /// The `Write` object will be used by the `Request` to write the response.
+///
+/// kci-lite patch: `body_unfinished` is set when a chunked body is dropped
+/// before its end; the connection must then not be read further.
 #[allow(clippy::too_many_arguments)]
 pub fn new_request<R, W>(
     secure: bool,
@@ -135,27 +191,17 @@ pub fn new_request<R, W>(
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
     writer: W,
+    body_unfinished: Arc<AtomicBool>,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
-        .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
-
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
-        None
-    } else {
-        headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
+    // kci-lite patch: strict framing, see `framing`
+    let framing = framing(&version, &headers).map_err(RequestCreationError::BadFraming)?;
+    let content_length = match framing {
+        Framing::Length(length) => Some(length),
+        Framing::None | Framing::Chunked => None,
     };
 
     // true if the client sent a `Expect: 100-continue` header
@@ -215,10 +261,10 @@ where
             let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
             Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
         }
-    } else if transfer_encoding.is_some() {
-        // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
-        // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
+    } else if let Framing::Chunked = framing {
+        // kci-lite patch: a strict, bounded decoder that tells when a body
+        // was left unfinished
+        Box::new(ChunkedBody::new(source_data, body_unfinished)) as Box<dyn Read + Send + 'static>
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data

@@ -308,6 +308,16 @@ where
         self
     }
 
+    /// kci-lite patch: the same response with `Connection: close`, which
+    /// `add_header` refuses; for the errors the library answers itself
+    /// before it closes the connection.
+    pub(crate) fn with_connection_close(mut self) -> Response<R> {
+        if let Ok(header) = Header::from_bytes(&b"Connection"[..], &b"close"[..]) {
+            self.headers.push(header);
+        }
+        self
+    }
+
     /// Returns the same request, but with different data.
     pub fn with_data<S>(self, reader: S, data_length: Option<usize>) -> Response<S>
     where

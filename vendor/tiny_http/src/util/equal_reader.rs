@@ -65,11 +65,15 @@ where
 {
     fn drop(&mut self) {
         let mut remaining_to_read = self.size;
+        // kci-lite patch: the rest is read through a small buffer; one the
+        // size of the rest (which the client states) could not even be
+        // allocated for a huge Content-Length, and the process aborted.
+        let mut buf = [0u8; 8 * 1024];
 
         while remaining_to_read > 0 {
-            let mut buf = vec![0; remaining_to_read];
+            let want = remaining_to_read.min(buf.len());
 
-            match self.reader.read(&mut buf) {
+            match self.reader.read(&mut buf[..want]) {
                 Err(e) => {
                     self.last_read_signal.send(Err(e)).ok();
                     break;

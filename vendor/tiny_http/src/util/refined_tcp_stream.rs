@@ -54,6 +54,24 @@ impl Stream {
             Stream::Https(ssl_stream) => ssl_stream.shutdown(how),
         }
     }
+
+    // kci-lite patch: `clone` without the panic.
+    fn try_clone(&self) -> IoResult<Stream> {
+        match self {
+            Stream::Http(tcp_stream) => tcp_stream.try_clone().map(Stream::Http),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(ssl_stream) => Ok(Stream::Https(ssl_stream.clone())),
+        }
+    }
+
+    // kci-lite patch: see `RefinedTcpStream::linger_close`.
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> IoResult<()> {
+        match self {
+            Stream::Http(tcp_stream) => tcp_stream.set_read_timeout(timeout),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Err(IoError::new(ErrorKind::Unsupported, "no read timeout")),
+        }
+    }
 }
 
 impl Read for Stream {
@@ -131,6 +149,39 @@ impl RefinedTcpStream {
 
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
+    }
+
+    /// kci-lite patch: one more handle on this socket, which shuts nothing
+    /// down when dropped; for [`RefinedTcpStream::linger_close`].
+    pub(crate) fn try_clone_handle(&self) -> IoResult<RefinedTcpStream> {
+        Ok(RefinedTcpStream {
+            stream: self.stream.try_clone()?,
+            close_read: false,
+            close_write: false,
+            write_timeout: self.write_timeout,
+        })
+    }
+
+    /// kci-lite patch: ends a connection after an answer that must be the
+    /// last one (already flushed). Sends FIN, so the client sees the answer
+    /// end, then reads and drops what the client still sends, until it
+    /// closes or `linger` passes. A socket closed with unread data resets
+    /// the connection, and a reset can destroy the answer before the client
+    /// read it. Memory stays bounded whatever the client sends.
+    pub(crate) fn linger_close(&mut self, linger: Duration) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        let deadline = Instant::now() + linger;
+        let mut scratch = [0u8; 8 * 1024];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
+                return;
+            }
+            match self.stream.read(&mut scratch) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
     }
 }
 
