@@ -423,10 +423,15 @@ fn oversized_heads_are_431() {
         "a".repeat(8 * 1024)
     );
     assert_refused(&srv, long.as_bytes(), 431, TOO_LARGE);
-    // a request line over 8 KiB
-    let target = format!("/latest/?q={}", "a".repeat(8 * 1024));
+    // a request line over 1 MiB is 414
+    let target = format!("/latest/?q={}", "a".repeat(1024 * 1024));
     let long = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-    assert_refused(&srv, long.as_bytes(), 431, TOO_LARGE);
+    assert_refused(
+        &srv,
+        long.as_bytes(),
+        414,
+        "Request line too long (at most 1 MiB)",
+    );
     // lines within the limit, but over 64 KiB in all
     let header = format!("X-Pad: {}\r\n", "p".repeat(7000));
     let big = format!(

@@ -18,10 +18,13 @@ use crate::{Header, Request, Response};
 
 // kci-lite patch: limits of a request head, so that reading one costs
 // bounded memory whatever the client sends.
-/// The longest request line or header line, in bytes, CRLF excluded.
+/// The longest request line, in bytes, CRLF excluded: a query of the API
+/// may carry a list of 10,000 ids.
+const MAX_REQUEST_LINE_BYTES: usize = 1024 * 1024;
+/// The longest header line, in bytes, CRLF excluded.
 const MAX_HEADER_LINE_BYTES: usize = 8 * 1024;
-/// The longest head (request line, headers, blank line), in bytes, CRLFs
-/// included.
+/// The longest set of headers (header lines and the blank line), in bytes,
+/// CRLFs included.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// The most header lines in one request.
 const MAX_HEADER_COUNT: usize = 100;
@@ -68,8 +71,10 @@ enum ReadError {
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
-    /// kci-lite patch: a line or the whole head over its limit
+    /// kci-lite patch: a header line or all headers over their limit
     HeadTooLarge(HTTPVersion),
+    /// kci-lite patch: the request line over its limit
+    RequestLineTooLong,
     /// kci-lite patch: HTTP/2 (its connection preface) or later
     UnsupportedVersion,
     /// kci-lite patch: the length of the body is uncertain (the detail)
@@ -88,6 +93,7 @@ impl ReadError {
             ReadError::WrongHeader(v) => (v.clone(), 400, "Invalid header line"),
             ReadError::ExpectationFailed(v) => (v.clone(), 417, "Unsupported Expect header"),
             ReadError::HeadTooLarge(v) => (v.clone(), 431, "Request header fields too large"),
+            ReadError::RequestLineTooLong => (v1_1, 414, "Request line too long (at most 1 MiB)"),
             ReadError::UnsupportedVersion => (v1_1, 505, "HTTP version not supported"),
             ReadError::BadFraming(v, detail) => (v.clone(), 400, *detail),
             ReadError::ReadIoError(err) if err.kind() == ErrorKind::TimedOut => {
@@ -110,7 +116,7 @@ enum LineError {
 impl LineError {
     fn in_request_line(self) -> ReadError {
         match self {
-            LineError::TooLong => ReadError::HeadTooLarge(HTTPVersion(1, 1)),
+            LineError::TooLong => ReadError::RequestLineTooLong,
             LineError::Malformed => ReadError::WrongRequestLine,
             LineError::Io(err) => ReadError::ReadIoError(err),
         }
@@ -230,7 +236,8 @@ impl ClientConnection {
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_head_line(&mut head_left);
+                // kci-lite patch: the request line has a limit of its own
+                let line = self.read_next_line(MAX_REQUEST_LINE_BYTES);
                 // kci-lite patch: these bytes are the rest of the previous
                 // body (its reader is handed on once it is dropped)
                 if self.body_unfinished.load(Ordering::SeqCst) {
