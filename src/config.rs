@@ -16,6 +16,10 @@ pub const DEFAULT_HTTP_THREADS: usize = 16;
 pub const DEFAULT_SEND_TIMEOUT_SECS: u64 = 10;
 /// Longest send timeout accepted, in seconds.
 const MAX_SEND_TIMEOUT_SECS: u64 = 3600;
+/// Default longest time a request body may take to arrive, in seconds.
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 60;
+/// Longest body timeout accepted, in seconds.
+const MAX_BODY_TIMEOUT_SECS: u64 = 3600;
 /// Default cap on the live subscriptions of one user.
 pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_USER: usize = 10_000;
 /// Highest cap on the live subscriptions of one user accepted.
@@ -78,6 +82,8 @@ pub struct Config {
     /// A client that reads nothing of a response for this long is
     /// disconnected.
     pub send_timeout_secs: u64,
+    /// A request body slower than this to arrive is answered 408.
+    pub body_timeout_secs: u64,
     /// Most live pub/sub subscriptions one user may hold (429 above it).
     pub max_subscriptions_per_user: usize,
     pub bcrypt_cost: u32,
@@ -270,6 +276,17 @@ impl Config {
             },
             None => DEFAULT_SEND_TIMEOUT_SECS,
         };
+        let body_timeout_secs = match get("KCI_BODY_TIMEOUT_SECONDS") {
+            Some(v) => match parse_num::<u64>("KCI_BODY_TIMEOUT_SECONDS", &v)? {
+                n @ 1..=MAX_BODY_TIMEOUT_SECS => n,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "KCI_BODY_TIMEOUT_SECONDS: must be 1 to {MAX_BODY_TIMEOUT_SECS} seconds"
+                    )));
+                }
+            },
+            None => DEFAULT_BODY_TIMEOUT_SECS,
+        };
         let max_subscriptions_per_user = match get("KCI_MAX_SUBSCRIPTIONS_PER_USER") {
             Some(v) => match parse_num::<usize>("KCI_MAX_SUBSCRIPTIONS_PER_USER", &v)? {
                 n @ 1..=MAX_MAX_SUBSCRIPTIONS_PER_USER => n,
@@ -316,6 +333,7 @@ impl Config {
             max_body_bytes,
             http_threads,
             send_timeout_secs,
+            body_timeout_secs,
             max_subscriptions_per_user,
             bcrypt_cost,
             synchronous_full,

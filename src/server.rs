@@ -190,10 +190,21 @@ pub fn start(app: Arc<App>, bind: &str) -> Result<Running, StartError> {
     let listener = listen(bind).map_err(|e| StartError(format!("cannot listen on {bind}: {e}")))?;
     // A write that blocks this long means the client stopped reading: the
     // connection is closed rather than waited for.
-    let send_timeout = Duration::from_secs(app.config.send_timeout_secs);
-    let server =
-        tiny_http::Server::from_listener_with_write_timeout(listener, None, Some(send_timeout))
-            .map_err(|e| StartError(format!("cannot listen on {bind}: {e}")))?;
+    let limits = tiny_http::ConnectionLimits {
+        write_timeout: Some(Duration::from_secs(app.config.send_timeout_secs)),
+        // Bodies are read on each connection's own thread, so a worker
+        // gets a request only once all of it has arrived.
+        max_body_bytes: Some(app.config.max_body_bytes),
+        body_deadline: Some(Duration::from_secs(app.config.body_timeout_secs)),
+        // The version prefix is checked before the body (the contract's
+        // order): a request with an unsupported one is answered 400 first.
+        prefetch: Some(Arc::new(|url: &str| {
+            let path = url.split_once('?').map_or(url, |(p, _)| p);
+            matches!(strip_prefix(path), Prefix::Api(_))
+        })),
+    };
+    let server = tiny_http::Server::from_listener_with_limits(listener, None, limits)
+        .map_err(|e| StartError(format!("cannot listen on {bind}: {e}")))?;
     let addr = server
         .server_addr()
         .to_ip()
@@ -341,8 +352,10 @@ fn handle(app: &Arc<App>, writers: &Arc<Writers>, mut raw: tiny_http::Request) {
     let segments = match strip_prefix(path) {
         Prefix::Api(segments) => segments,
         Prefix::Unsupported(version) => {
+            // Its body is not read: answered off the worker, which would
+            // otherwise wait while tiny_http drains it.
             let resp = Resp::text(400, &format!("Unsupported API version: {version}"));
-            return responder_for(raw).send(resp);
+            return responder_for(raw).send_later(writers, resp);
         }
     };
     let limit = app.config.max_body_bytes;

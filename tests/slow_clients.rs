@@ -315,3 +315,80 @@ fn sigterm_stops_the_server_with_stalled_and_pipelined_listeners() {
         process.log()
     );
 }
+
+/// A POST that announces `length` body bytes and sends none.
+fn silent_body(addr: std::net::SocketAddr, length: usize) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST /latest/node HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream
+}
+
+#[test]
+fn silent_bodies_hold_no_worker() {
+    // 4 workers, 20 connections that announce a body and send nothing
+    let srv = TestServer::builder()
+        .var("KCI_HTTP_THREADS", "4")
+        .var("KCI_BODY_TIMEOUT_SECONDS", "600")
+        .start();
+    let _silent: Vec<TcpStream> = (0..20).map(|_| silent_body(srv.addr, 2000)).collect();
+    let user = srv.make_user(&[]);
+    for _ in 0..10 {
+        let (status, _) = srv.get("/whoami", user.auth());
+        assert_eq!(status, 200);
+    }
+    let (status, node) = srv.post_json(
+        "/node",
+        user.auth(),
+        &json!({"kind": "checkout", "name": uniq("n"), "path": ["p"]}),
+    );
+    assert_eq!(status, 200, "{node}");
+}
+
+#[test]
+fn a_body_too_slow_to_arrive_is_408_and_closed() {
+    let srv = TestServer::builder()
+        .var("KCI_BODY_TIMEOUT_SECONDS", "1")
+        .start();
+    let mut stream = silent_body(srv.addr, 100);
+    stream.write_all(b"{\"kind\": ").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let (status, body) = read_response(&mut stream);
+    assert_eq!(status, 408);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body, json!({"detail": "Request body not received in time"}));
+    let mut rest = Vec::new();
+    let closed = match stream.read_to_end(&mut rest) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(closed, "the connection stayed open");
+    let (status, _) = srv.get("/", None);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_413_closes_the_connection_without_reading_the_body() {
+    let srv = TestServer::builder()
+        .var("KCI_MAX_BODY_BYTES", "1000")
+        .start();
+    // announces 1 GB, sends a little, then waits: answered at once
+    let mut stream = silent_body(srv.addr, 1_000_000_000);
+    stream.write_all(b"{\"kind\": \"checkout\"").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let (status, body) = read_response(&mut stream);
+    assert_eq!(status, 413);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body, json!({"detail": "Request body too large"}));
+    let mut rest = Vec::new();
+    assert!(
+        stream.read_to_end(&mut rest).is_ok(),
+        "the connection was not closed"
+    );
+}

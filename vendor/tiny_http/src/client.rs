@@ -2,19 +2,19 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{self, BufReader, BufWriter, Cursor, ErrorKind, Read};
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::common::{HTTPVersion, Method};
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
-use crate::{Header, Request, Response};
+use crate::{ConnectionLimits, Header, Request, Response};
 
 // kci-lite patch: limits of a request head, so that reading one costs
 // bounded memory whatever the client sends.
@@ -61,6 +61,9 @@ pub struct ClientConnection {
     // kci-lite patch: set when a chunked body was dropped before its end;
     // what follows on the connection is the rest of it, never a request
     body_unfinished: Arc<AtomicBool>,
+
+    // kci-lite patch: the body limit and deadline (see `prefetch_body`)
+    limits: ConnectionLimits,
 }
 
 /// Error that can happen when reading a request.
@@ -96,8 +99,10 @@ impl ReadError {
             ReadError::RequestLineTooLong => (v1_1, 414, "Request line too long (at most 1 MiB)"),
             ReadError::UnsupportedVersion => (v1_1, 505, "HTTP version not supported"),
             ReadError::BadFraming(v, detail) => (v.clone(), 400, *detail),
-            ReadError::ReadIoError(err) if err.kind() == ErrorKind::TimedOut => {
-                (v1_1, 408, "Request timeout")
+            ReadError::ReadIoError(err)
+                if matches!(err.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) =>
+            {
+                (v1_1, 408, "Request body not received in time")
             }
             ReadError::ReadIoError(_) | ReadError::BodyUnfinished => return None,
         })
@@ -152,6 +157,7 @@ impl ClientConnection {
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        limits: ConnectionLimits,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -169,6 +175,7 @@ impl ClientConnection {
             secure,
             closer,
             body_unfinished: Arc::default(),
+            limits,
         }
     }
 
@@ -300,6 +307,13 @@ impl ClientConnection {
         let mut data_source = self.source.next().unwrap();
         std::mem::swap(&mut self.next_header_source, &mut data_source);
 
+        // kci-lite patch: a small body is read right here; it too must
+        // arrive within the body deadline
+        let deadline = self.limits.body_deadline;
+        if let (Some(deadline), Some(closer)) = (deadline, self.closer.as_ref()) {
+            let _ = closer.set_read_timeout(Some(deadline));
+        }
+
         // building the next reader
         let request = crate::request::new_request(
             self.secure,
@@ -323,7 +337,11 @@ impl ClientConnection {
                     ReadError::BadFraming(version, detail)
                 }
             }
-        })?;
+        });
+        if let (Some(_), Some(closer)) = (deadline, self.closer.as_ref()) {
+            let _ = closer.set_read_timeout(None);
+        }
+        let request = request?;
 
         // return the request
         Ok(request)
@@ -350,6 +368,87 @@ impl ClientConnection {
             .and_then(|()| writer.flush());
         drop(writer);
         if written.is_ok() {
+            self.linger_close();
+        }
+    }
+
+    /// kci-lite patch: reads the whole body of `rq` here, on the
+    /// connection's thread, within `max` bytes and `deadline`, and puts it
+    /// in the request: whoever takes the request never waits for the
+    /// client. A body over the limit is answered 413, a body slower than
+    /// the deadline 408, both in JSON; then the connection is closed
+    /// without reading the rest. `None` when the request was answered here
+    /// (or the client went away).
+    fn prefetch_body(&mut self, mut rq: Request, max: u64, deadline: Duration) -> Option<Request> {
+        if rq.body_length().is_some_and(|n| n as u64 > max) {
+            self.finish(rq, 413, "Request body too large");
+            return None;
+        }
+        let capacity = rq.body_length().unwrap_or(0);
+        let mut body = Vec::with_capacity(capacity);
+        let until = Instant::now() + deadline;
+        let mut chunk = [0u8; 16 * 1024];
+        let outcome = loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let timed = left.is_zero()
+                || self
+                    .closer
+                    .as_ref()
+                    .is_some_and(|c| c.set_read_timeout(Some(left)).is_err());
+            if timed {
+                break Err(408);
+            }
+            match rq.as_reader().read(&mut chunk) {
+                Ok(0) => break Ok(()),
+                Ok(n) if (body.len() + n) as u64 > max => break Err(413),
+                Ok(n) => body.extend_from_slice(&chunk[..n]),
+                Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    break Err(408);
+                }
+                Err(_) => break Err(400),
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                if let Some(closer) = self.closer.as_ref() {
+                    let _ = closer.set_read_timeout(None);
+                }
+                rq.replace_body(Box::new(Cursor::new(body)));
+                Some(rq)
+            }
+            Err(413) => {
+                self.finish(rq, 413, "Request body too large");
+                None
+            }
+            Err(408) => {
+                self.finish(rq, 408, "Request body not received in time");
+                None
+            }
+            Err(_) => {
+                self.finish(rq, 400, "Could not read the request body");
+                None
+            }
+        }
+    }
+
+    /// kci-lite patch: answers `rq` here with a JSON `detail` and ends the
+    /// connection, leaving the rest of its body unread.
+    fn finish(&mut self, mut rq: Request, status: u16, detail: &str) {
+        self.no_more_requests = true;
+        // The body's reader reads what is left of it when dropped: a read
+        // timeout of a moment makes it give up at once.
+        if let Some(closer) = self.closer.as_ref() {
+            let _ = closer.set_read_timeout(Some(Duration::from_millis(1)));
+        }
+        rq.replace_body(Box::new(io::empty()));
+        let mut response = Response::from_data(format!("{{\"detail\":{}}}", json_string(detail)))
+            .with_status_code(status)
+            .with_connection_close();
+        if let Ok(content_type) = Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
+        {
+            response.add_header(content_type);
+        }
+        if rq.respond(response).is_ok() {
             self.linger_close();
         }
     }
@@ -414,6 +513,15 @@ impl Iterator for ClientConnection {
             None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
             _ => (),
         };
+
+        // kci-lite patch: the body is read here, not by whoever takes the
+        // request
+        if let (Some(max), Some(deadline)) = (self.limits.max_body_bytes, self.limits.body_deadline) {
+            let wanted = self.limits.prefetch.as_ref().is_none_or(|rule| rule(rq.url()));
+            if wanted && rq.body_length() != Some(0) {
+                return self.prefetch_body(rq, max, deadline);
+            }
+        }
 
         // returning the request
         Some(rq)

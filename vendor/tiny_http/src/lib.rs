@@ -111,6 +111,41 @@ use connection::Connection;
 use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
+
+/// kci-lite patch: decides from a request's path whether its body is read
+/// on the connection's thread (see `ConnectionLimits::max_body_bytes`).
+pub type PrefetchRule = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// kci-lite patch: what one connection may cost.
+#[derive(Clone, Default)]
+pub struct ConnectionLimits {
+    /// Longest one write to the client may block: a write that blocks for
+    /// all of it closes the connection, so a client that stops reading
+    /// cannot hold the thread that answers it.
+    pub write_timeout: Option<std::time::Duration>,
+    /// With `body_deadline`: every request body is read on the connection's
+    /// own thread before the request is handed out, so no thread that
+    /// takes requests ever waits for a client. A body announced or found
+    /// to be larger than this is answered 413 and the connection closed.
+    pub max_body_bytes: Option<u64>,
+    /// How long a body may take to arrive once its head has: slower is
+    /// answered 408 and the connection closed.
+    pub body_deadline: Option<std::time::Duration>,
+    /// Which requests (by path) have their body read on the connection's
+    /// thread; all of them when unset. The others are handed out as they
+    /// are, for the server to answer first what comes before the body.
+    pub prefetch: Option<PrefetchRule>,
+}
+
+impl std::fmt::Debug for ConnectionLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionLimits")
+            .field("write_timeout", &self.write_timeout)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("body_deadline", &self.body_deadline)
+            .finish_non_exhaustive()
+    }
+}
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
@@ -243,18 +278,31 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        Self::from_listener_with_write_timeout(listener, ssl_config, None)
+        Self::from_listener_with_limits(listener, ssl_config, ConnectionLimits::default())
     }
 
     /// Like `from_listener`, with a bound on how long one write to a client
-    /// may block (kci-lite patch): a write that times out closes the
-    /// connection, so a client that stops reading cannot hold the thread
-    /// that answers it.
+    /// may block (kci-lite patch): see `ConnectionLimits::write_timeout`.
     pub fn from_listener_with_write_timeout<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
         write_timeout: Option<std::time::Duration>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let limits = ConnectionLimits {
+            write_timeout,
+            ..ConnectionLimits::default()
+        };
+        Self::from_listener_with_limits(listener, ssl_config, limits)
+    }
+
+    /// Like `from_listener`, with the limits of every connection (kci-lite
+    /// patch).
+    pub fn from_listener_with_limits<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: ConnectionLimits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let write_timeout = limits.write_timeout;
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -326,7 +374,7 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        Ok(ClientConnection::new(write_closable, read_closable, limits.clone()))
                     }
                     Err(e) => Err(e),
                 };

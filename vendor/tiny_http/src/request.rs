@@ -401,6 +401,12 @@ impl Request {
     /// # }
     /// ```
     ///
+    /// kci-lite patch: puts `body` in place of the body still to be read
+    /// from the connection (read already, or not to be read at all).
+    pub(crate) fn replace_body(&mut self, body: Box<dyn Read + Send + 'static>) {
+        self.data_reader = Some(body);
+    }
+
     /// If the client sent a `Expect: 100-continue` header with the request, calling this
     ///  function will send back a `100 Continue` response.
     #[inline]

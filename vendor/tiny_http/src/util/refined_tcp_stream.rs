@@ -162,6 +162,11 @@ impl RefinedTcpStream {
         })
     }
 
+    /// kci-lite patch: the bound on one read of this socket (all handles).
+    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> IoResult<()> {
+        self.stream.set_read_timeout(timeout)
+    }
+
     /// kci-lite patch: ends a connection after an answer that must be the
     /// last one (already flushed). Sends FIN, so the client sees the answer
     /// end, then reads and drops what the client still sends, until it
