@@ -21,6 +21,9 @@ use crate::router;
 
 /// How often an idle worker looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(200);
+/// Bodies of the largest allowed size that may be held at once, read
+/// ahead on connection threads (more wait, within their deadline).
+const BODIES_AT_ONCE: u64 = 16;
 /// A writer thread idle this long ends.
 const WRITER_IDLE_EXIT: Duration = Duration::from_secs(10);
 /// Stack of a writer thread (it only copies a response to a socket).
@@ -196,6 +199,9 @@ pub fn start(app: Arc<App>, bind: &str) -> Result<Running, StartError> {
         // gets a request only once all of it has arrived.
         max_body_bytes: Some(app.config.max_body_bytes),
         body_deadline: Some(Duration::from_secs(app.config.body_timeout_secs)),
+        body_budget: Some(Arc::new(tiny_http::BodyBudget::new(
+            app.config.max_body_bytes.saturating_mul(BODIES_AT_ONCE),
+        ))),
         // The version prefix is checked before the body (the contract's
         // order): a request with an unsupported one is answered 400 first.
         prefetch: Some(Arc::new(|url: &str| {

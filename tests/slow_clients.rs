@@ -392,3 +392,26 @@ fn a_413_closes_the_connection_without_reading_the_body() {
         "the connection was not closed"
     );
 }
+
+#[test]
+fn bodies_read_ahead_share_a_bounded_budget() {
+    // the budget holds 16 bodies of the largest size (bodies up to 1 KiB
+    // are read with their head and need none)
+    let srv = TestServer::builder()
+        .var("KCI_MAX_BODY_BYTES", "2000")
+        .var("KCI_BODY_TIMEOUT_SECONDS", "2")
+        .start();
+    let _holding: Vec<TcpStream> = (0..16).map(|_| silent_body(srv.addr, 2000)).collect();
+    std::thread::sleep(Duration::from_millis(300)); // let them take the budget
+    // one more body waits for room, then gives up within its deadline
+    let mut waiting = silent_body(srv.addr, 1500);
+    waiting.write_all(&[b' '; 1500]).unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let (status, body) = read_response(&mut waiting);
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    // requests without a body are served meanwhile
+    let (status, _) = srv.get("/", None);
+    assert_eq!(status, 200);
+}

@@ -66,6 +66,33 @@ pub struct ClientConnection {
     limits: ConnectionLimits,
 }
 
+/// kci-lite patch: bytes taken from a `BodyBudget`, given back on drop.
+struct Reserved {
+    budget: Option<Arc<crate::BodyBudget>>,
+    bytes: u64,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.give(self.bytes);
+        }
+    }
+}
+
+/// kci-lite patch: a body read ahead, holding its share of the budget
+/// until the request is done with it.
+struct HeldBody {
+    body: Cursor<Vec<u8>>,
+    _held: Reserved,
+}
+
+impl Read for HeldBody {
+    fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
+        self.body.read(buf)
+    }
+}
+
 /// Error that can happen when reading a request.
 #[derive(Debug)]
 enum ReadError {
@@ -385,8 +412,19 @@ impl ClientConnection {
             return None;
         }
         let capacity = rq.body_length().unwrap_or(0);
-        let mut body = Vec::with_capacity(capacity);
         let until = Instant::now() + deadline;
+        // Room for the whole body (the limit, when its length is unknown)
+        // before reading any of it.
+        let reserved = rq.body_length().map_or(max, |n| n as u64);
+        let budget = self.limits.body_budget.clone();
+        if let Some(budget) = &budget {
+            if !budget.take(reserved, until) {
+                self.finish(rq, 503, "Server busy: too many request bodies at once, try again");
+                return None;
+            }
+        }
+        let held = Reserved { budget, bytes: reserved };
+        let mut body = Vec::with_capacity(capacity);
         let mut chunk = [0u8; 16 * 1024];
         let outcome = loop {
             let left = until.saturating_duration_since(Instant::now());
@@ -413,7 +451,10 @@ impl ClientConnection {
                 if let Some(closer) = self.closer.as_ref() {
                     let _ = closer.set_read_timeout(None);
                 }
-                rq.replace_body(Box::new(Cursor::new(body)));
+                rq.replace_body(Box::new(HeldBody {
+                    body: Cursor::new(body),
+                    _held: held,
+                }));
                 Some(rq)
             }
             Err(413) => {
@@ -517,8 +558,13 @@ impl Iterator for ClientConnection {
         // kci-lite patch: the body is read here, not by whoever takes the
         // request
         if let (Some(max), Some(deadline)) = (self.limits.max_body_bytes, self.limits.body_deadline) {
+            // a body is announced by a length or a chunked transfer coding
+            let has_body = match rq.body_length() {
+                Some(n) => n > 0,
+                None => rq.headers().iter().any(|h| h.field.equiv("Transfer-Encoding")),
+            };
             let wanted = self.limits.prefetch.as_ref().is_none_or(|rule| rule(rq.url()));
-            if wanted && rq.body_length() != Some(0) {
+            if wanted && has_body {
                 return self.prefetch_body(rq, max, deadline);
             }
         }

@@ -131,10 +131,55 @@ pub struct ConnectionLimits {
     /// How long a body may take to arrive once its head has: slower is
     /// answered 408 and the connection closed.
     pub body_deadline: Option<std::time::Duration>,
+    /// The bytes of bodies read ahead that may be held at once, over all
+    /// connections: a body waits for room (within its deadline), so memory
+    /// grows with this bound, not with the number of clients.
+    pub body_budget: Option<std::sync::Arc<BodyBudget>>,
     /// Which requests (by path) have their body read on the connection's
     /// thread; all of them when unset. The others are handed out as they
     /// are, for the server to answer first what comes before the body.
     pub prefetch: Option<PrefetchRule>,
+}
+
+/// kci-lite patch: a count of bytes that bodies read ahead may hold.
+#[derive(Debug)]
+pub struct BodyBudget {
+    left: std::sync::Mutex<u64>,
+    freed: std::sync::Condvar,
+}
+
+impl BodyBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: u64) -> BodyBudget {
+        BodyBudget {
+            left: std::sync::Mutex::new(bytes),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Takes `bytes`, waiting until `until` at most; whether it got them.
+    pub(crate) fn take(&self, bytes: u64, until: std::time::Instant) -> bool {
+        let mut left = self.left.lock().unwrap_or_else(|p| p.into_inner());
+        while *left < bytes {
+            let wait = until.saturating_duration_since(std::time::Instant::now());
+            if wait.is_zero() {
+                return false;
+            }
+            left = self
+                .freed
+                .wait_timeout(left, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        *left -= bytes;
+        true
+    }
+
+    /// Gives `bytes` back.
+    pub(crate) fn give(&self, bytes: u64) {
+        *self.left.lock().unwrap_or_else(|p| p.into_inner()) += bytes;
+        self.freed.notify_all();
+    }
 }
 
 impl std::fmt::Debug for ConnectionLimits {
