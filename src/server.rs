@@ -368,13 +368,20 @@ fn handle(app: &Arc<App>, writers: &Arc<Writers>, mut raw: tiny_http::Request) {
     if raw.body_length().is_some_and(|n| n as u64 > limit) {
         return responder_for(raw).send_later(writers, ApiError::too_large().to_resp());
     }
-    // One allocation of the announced size (at most the limit, checked
-    // above) instead of doubling growth and its copies.
-    let mut body = Vec::with_capacity(raw.body_length().unwrap_or(0));
-    let read = raw
-        .as_reader()
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut body);
+    // A body read ahead on the connection's thread is taken as it is; any
+    // other goes into one allocation of the announced size (at most the
+    // limit, checked above) instead of doubling growth and its copies.
+    let (body, read) = match raw.take_prefetched_body() {
+        Some(body) => (body, Ok(0)),
+        None => {
+            let mut body = Vec::with_capacity(raw.body_length().unwrap_or(0));
+            let read = raw
+                .as_reader()
+                .take(limit.saturating_add(1))
+                .read_to_end(&mut body);
+            (body, read)
+        }
+    };
     if read.is_err() {
         let resp = ApiError::bad_request("Could not read the request body").to_resp();
         return responder_for(raw).send_later(writers, resp);

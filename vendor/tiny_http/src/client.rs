@@ -80,19 +80,6 @@ impl Drop for Reserved {
     }
 }
 
-/// kci-lite patch: a body read ahead, holding its share of the budget
-/// until the request is done with it.
-struct HeldBody {
-    body: Cursor<Vec<u8>>,
-    _held: Reserved,
-}
-
-impl Read for HeldBody {
-    fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        self.body.read(buf)
-    }
-}
-
 /// Error that can happen when reading a request.
 #[derive(Debug)]
 enum ReadError {
@@ -451,10 +438,7 @@ impl ClientConnection {
                 if let Some(closer) = self.closer.as_ref() {
                     let _ = closer.set_read_timeout(None);
                 }
-                rq.replace_body(Box::new(HeldBody {
-                    body: Cursor::new(body),
-                    _held: held,
-                }));
+                rq.set_prefetched(body, Box::new(held));
                 Some(rq)
             }
             Err(413) => {

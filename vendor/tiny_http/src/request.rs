@@ -75,6 +75,10 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // kci-lite patch: a body read ahead, and what it holds (a share of the
+    // body budget) until it is taken or the request is done
+    prefetched: Option<(Vec<u8>, Box<dyn Send + 'static>)>,
 }
 
 struct NotifyOnDrop<R> {
@@ -284,6 +288,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        prefetched: None,
     })
 }
 
@@ -401,6 +406,20 @@ impl Request {
     /// # }
     /// ```
     ///
+    /// kci-lite patch: the body, read ahead already, with `held` kept
+    /// until the body is taken ([`Request::take_prefetched_body`]) or the
+    /// request is done.
+    pub(crate) fn set_prefetched(&mut self, body: Vec<u8>, held: Box<dyn Send + 'static>) {
+        self.data_reader = Some(Box::new(io::empty()));
+        self.prefetched = Some((body, held));
+    }
+
+    /// kci-lite patch: the whole body when it was read ahead (then
+    /// `as_reader` reads nothing more), without copying it.
+    pub fn take_prefetched_body(&mut self) -> Option<Vec<u8>> {
+        self.prefetched.take().map(|(body, _held)| body)
+    }
+
     /// kci-lite patch: puts `body` in place of the body still to be read
     /// from the connection (read already, or not to be read at all).
     pub(crate) fn replace_body(&mut self, body: Box<dyn Read + Send + 'static>) {
@@ -411,6 +430,13 @@ impl Request {
     ///  function will send back a `100 Continue` response.
     #[inline]
     pub fn as_reader(&mut self) -> &mut dyn Read {
+        // kci-lite patch: a body read ahead is read from memory
+        if let Some((body, held)) = self.prefetched.take() {
+            self.data_reader = Some(Box::new(HeldCursor {
+                body: Cursor::new(body),
+                _held: held,
+            }));
+        }
         if self.must_send_continue {
             let msg = Response::new_empty(StatusCode(100));
             msg.raw_print(
@@ -566,5 +592,18 @@ mod tests {
         fn bar(rq: &Request) {
             f(rq);
         }
+    }
+}
+
+/// kci-lite patch: a body read ahead, read from memory, keeping what it
+/// holds until it is dropped.
+struct HeldCursor {
+    body: Cursor<Vec<u8>>,
+    _held: Box<dyn Send + 'static>,
+}
+
+impl Read for HeldCursor {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.body.read(buf)
     }
 }
