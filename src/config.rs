@@ -265,39 +265,27 @@ impl Config {
             Some(v) => parse_num::<u64>("KCI_MAX_BODY_BYTES", &v)?,
             None => DEFAULT_MAX_BODY_BYTES,
         };
-        let send_timeout_secs = match get("KCI_SEND_TIMEOUT_SECONDS") {
-            Some(v) => match parse_num::<u64>("KCI_SEND_TIMEOUT_SECONDS", &v)? {
-                n @ 1..=MAX_SEND_TIMEOUT_SECS => n,
-                _ => {
-                    return Err(ConfigError(format!(
-                        "KCI_SEND_TIMEOUT_SECONDS: must be 1 to {MAX_SEND_TIMEOUT_SECS} seconds"
-                    )));
-                }
-            },
-            None => DEFAULT_SEND_TIMEOUT_SECS,
-        };
-        let body_timeout_secs = match get("KCI_BODY_TIMEOUT_SECONDS") {
-            Some(v) => match parse_num::<u64>("KCI_BODY_TIMEOUT_SECONDS", &v)? {
-                n @ 1..=MAX_BODY_TIMEOUT_SECS => n,
-                _ => {
-                    return Err(ConfigError(format!(
-                        "KCI_BODY_TIMEOUT_SECONDS: must be 1 to {MAX_BODY_TIMEOUT_SECS} seconds"
-                    )));
-                }
-            },
-            None => DEFAULT_BODY_TIMEOUT_SECS,
-        };
-        let max_subscriptions_per_user = match get("KCI_MAX_SUBSCRIPTIONS_PER_USER") {
-            Some(v) => match parse_num::<usize>("KCI_MAX_SUBSCRIPTIONS_PER_USER", &v)? {
-                n @ 1..=MAX_MAX_SUBSCRIPTIONS_PER_USER => n,
-                _ => {
-                    return Err(ConfigError(format!(
-                        "KCI_MAX_SUBSCRIPTIONS_PER_USER: must be 1 to {MAX_MAX_SUBSCRIPTIONS_PER_USER}"
-                    )));
-                }
-            },
-            None => DEFAULT_MAX_SUBSCRIPTIONS_PER_USER,
-        };
+        let send_timeout_secs = ranged(
+            &get,
+            "KCI_SEND_TIMEOUT_SECONDS",
+            DEFAULT_SEND_TIMEOUT_SECS,
+            MAX_SEND_TIMEOUT_SECS,
+            " seconds",
+        )?;
+        let body_timeout_secs = ranged(
+            &get,
+            "KCI_BODY_TIMEOUT_SECONDS",
+            DEFAULT_BODY_TIMEOUT_SECS,
+            MAX_BODY_TIMEOUT_SECS,
+            " seconds",
+        )?;
+        let max_subscriptions_per_user = ranged(
+            &get,
+            "KCI_MAX_SUBSCRIPTIONS_PER_USER",
+            DEFAULT_MAX_SUBSCRIPTIONS_PER_USER,
+            MAX_MAX_SUBSCRIPTIONS_PER_USER,
+            "",
+        )?;
         let public_base_url = get("PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_string());
         if let Some(url) = &public_base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -356,6 +344,29 @@ fn parse_num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigE
 /// Longest retention or age accepted (100 years), so that date arithmetic
 /// can never overflow.
 const MAX_SECONDS: u64 = 100 * 365 * 24 * 3600;
+
+/// The whole number `name`, from 1 to `max` (`unit` names it in the
+/// message), or `default` when unset.
+fn ranged<T>(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+    max: T,
+    unit: &str,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + From<u8> + fmt::Display,
+{
+    let Some(text) = get(name) else {
+        return Ok(default);
+    };
+    let value: T = parse_num(name, &text)?;
+    if value >= T::from(1) && value <= max {
+        Ok(value)
+    } else {
+        Err(ConfigError(format!("{name}: must be 1 to {max}{unit}")))
+    }
+}
 
 fn opt_num(
     get: &dyn Fn(&str) -> Option<String>,

@@ -92,20 +92,28 @@ pub fn list(
     limit: Option<u64>,
     offset: u64,
 ) -> Result<Vec<serde_json::Value>, StoreError> {
-    let (cond, mut args) = filter_sql(filter, &NODE_TABLE)?;
-    args.push(Value::Integer(limit.map_or(-1, clamp)));
-    args.push(Value::Integer(clamp(offset)));
-    let n = args.len();
-    let sql = format!(
-        "SELECT doc FROM node WHERE {cond} ORDER BY id LIMIT ?{} OFFSET ?{}",
-        n - 1,
-        n
-    );
-    let mut stmt = c.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
-        r.get::<_, String>(0)
-    })?;
-    rows.map(|doc| Ok(serde_json::from_str(&doc?)?)).collect()
+    let mut docs = Vec::new();
+    let mut failed = None;
+    each_doc(
+        c,
+        filter,
+        limit,
+        offset,
+        &mut |doc| match serde_json::from_str(doc) {
+            Ok(value) => {
+                docs.push(value);
+                true
+            }
+            Err(err) => {
+                failed = Some(err);
+                false
+            }
+        },
+    )?;
+    match failed {
+        Some(err) => Err(err.into()),
+        None => Ok(docs),
+    }
 }
 
 /// Gives the stored document text of each node matching `filter` to
