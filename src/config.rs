@@ -20,6 +20,16 @@ const MAX_SEND_TIMEOUT_SECS: u64 = 3600;
 pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 60;
 /// Longest body timeout accepted, in seconds.
 const MAX_BODY_TIMEOUT_SECS: u64 = 3600;
+/// Default longest time a request head may take to arrive once it has
+/// begun, in seconds.
+pub const DEFAULT_HEAD_TIMEOUT_SECS: u64 = 30;
+/// Longest head timeout accepted, in seconds.
+const MAX_HEAD_TIMEOUT_SECS: u64 = 3600;
+/// Default longest time a keep-alive connection with nothing in flight
+/// stays open, in seconds.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+/// Longest idle timeout accepted, in seconds.
+const MAX_IDLE_TIMEOUT_SECS: u64 = 86_400;
 /// Default cap on the live subscriptions of one user.
 pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_USER: usize = 10_000;
 /// Highest cap on the live subscriptions of one user accepted.
@@ -84,6 +94,12 @@ pub struct Config {
     pub send_timeout_secs: u64,
     /// A request body slower than this to arrive is answered 408.
     pub body_timeout_secs: u64,
+    /// A request head slower than this to arrive (from its first byte) is
+    /// answered 408.
+    pub head_timeout_secs: u64,
+    /// A connection with no request in flight and none arriving for this
+    /// long is closed.
+    pub idle_timeout_secs: u64,
     /// Most live pub/sub subscriptions one user may hold (429 above it).
     pub max_subscriptions_per_user: usize,
     pub bcrypt_cost: u32,
@@ -279,6 +295,20 @@ impl Config {
             MAX_BODY_TIMEOUT_SECS,
             " seconds",
         )?;
+        let head_timeout_secs = ranged(
+            &get,
+            "KCI_HEAD_TIMEOUT_SECONDS",
+            DEFAULT_HEAD_TIMEOUT_SECS,
+            MAX_HEAD_TIMEOUT_SECS,
+            " seconds",
+        )?;
+        let idle_timeout_secs = ranged(
+            &get,
+            "KCI_IDLE_TIMEOUT_SECONDS",
+            DEFAULT_IDLE_TIMEOUT_SECS,
+            MAX_IDLE_TIMEOUT_SECS,
+            " seconds",
+        )?;
         let max_subscriptions_per_user = ranged(
             &get,
             "KCI_MAX_SUBSCRIPTIONS_PER_USER",
@@ -322,6 +352,8 @@ impl Config {
             http_threads,
             send_timeout_secs,
             body_timeout_secs,
+            head_timeout_secs,
+            idle_timeout_secs,
             max_subscriptions_per_user,
             bcrypt_cost,
             synchronous_full,

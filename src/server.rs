@@ -199,6 +199,8 @@ pub fn start(app: Arc<App>, bind: &str) -> Result<Running, StartError> {
         // gets a request only once all of it has arrived.
         max_body_bytes: Some(app.config.max_body_bytes),
         body_deadline: Some(Duration::from_secs(app.config.body_timeout_secs)),
+        head_deadline: Some(Duration::from_secs(app.config.head_timeout_secs)),
+        idle_timeout: Some(Duration::from_secs(app.config.idle_timeout_secs)),
         body_budget: Some(Arc::new(tiny_http::BodyBudget::new(
             app.config.max_body_bytes.saturating_mul(BODIES_AT_ONCE),
         ))),
@@ -260,8 +262,20 @@ struct Responder {
 }
 
 impl Responder {
-    /// Writes the response on this thread (a worker's own request).
-    fn send(self, resp: Resp) {
+    /// Writes the response on this thread when it can be written at once;
+    /// else (an earlier request of the connection, such as a pipelined long
+    /// poll, is still unanswered) hands it to a writer thread, so that a
+    /// worker never waits for another request's answer.
+    fn send(self, writers: &Arc<Writers>, resp: Resp) {
+        if self.raw.is_next_to_answer() {
+            self.write(resp);
+        } else {
+            self.send_later(writers, resp);
+        }
+    }
+
+    /// Writes the response on this thread.
+    fn write(self, resp: Resp) {
         let status = resp.status;
         let _ = self.raw.respond(to_raw(resp));
         log(&self.method, &self.path, status, self.started);
@@ -272,7 +286,7 @@ impl Responder {
     /// tiny_http drains when the request is dropped — as slowly as the
     /// client likes.
     fn send_later(self, writers: &Arc<Writers>, resp: Resp) {
-        writers.submit(Box::new(move || self.send(resp)));
+        writers.submit(Box::new(move || self.write(resp)));
     }
 }
 
@@ -410,7 +424,7 @@ fn handle(app: &Arc<App>, writers: &Arc<Writers>, mut raw: tiny_http::Request) {
         .unwrap_or_else(|_| Err(ApiError::internal("handler panicked")));
     let responder = responder_for(raw);
     match reply {
-        Ok(Reply::Now(resp)) => responder.send(resp),
+        Ok(Reply::Now(resp)) => responder.send(writers, resp),
         Ok(Reply::Later(park)) => {
             let writers = Arc::clone(writers);
             park(Box::new(move |resp| responder.send_later(&writers, resp)));
@@ -424,7 +438,7 @@ fn handle(app: &Arc<App>, writers: &Arc<Writers>, mut raw: tiny_http::Request) {
                 let cut = if shown.len() < cause.len() { "…" } else { "" };
                 eprintln!("kci-lite: {} {path}: {shown}{cut}", responder.method);
             }
-            responder.send(err.to_resp());
+            responder.send(writers, err.to_resp());
         }
     }
 }

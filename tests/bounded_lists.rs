@@ -1,7 +1,8 @@
-//! Long node lists are streamed from the stored documents in bounded
-//! memory: eight parallel unbounded `GET /nodes/fast` (and `GET /nodes`
-//! with a huge `limit`) over 10,000 nodes of 2 KiB leave the server's peak RSS
-//! nearly where it was, and every answer is complete and valid.
+//! Long lists are streamed from the stored documents in bounded memory:
+//! eight parallel unbounded `GET /nodes/fast`, `GET /nodes` with a huge
+//! `limit` and unbounded `GET /events` over 10,000 nodes (and their events)
+//! of 2 KiB leave the server's peak RSS nearly where it was, and every
+//! answer is complete and valid.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 mod common;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use common::process::ServerProcess;
 use common::*;
 use kci_lite::model::node::Node;
-use kci_lite::store::nodes;
+use kci_lite::store::{events, nodes};
 use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
@@ -36,6 +37,7 @@ fn database(dir: &std::path::Path, group: &str) -> std::path::PathBuf {
                                   "group": group, "data": {"padding": padding}});
                 let node = Node::create(&body, "admin", now).expect("valid node");
                 nodes::insert(c, out, &node)?;
+                events::append_node_event(c, out, "test", &node, false, None)?;
             }
             Ok::<_, kci_lite::store::StoreError>(())
         })
@@ -97,10 +99,10 @@ fn long_lists_are_streamed_in_bounded_memory() {
     let before = peak_rss_kib(process.pid());
     let threads: Vec<_> = (0..PARALLEL)
         .map(|i| {
-            let url = if i % 2 == 0 {
-                format!("{base}/nodes/fast?group={group}")
-            } else {
-                format!("{base}/nodes?group={group}&limit=1000000")
+            let url = match i % 4 {
+                0 => format!("{base}/nodes/fast?group={group}"),
+                1 | 3 => format!("{base}/nodes?group={group}&limit=1000000"),
+                _ => format!("{base}/events?group={group}"),
             };
             std::thread::spawn(move || count_items(&url, (i % 2 == 1).then_some("page")))
         })
@@ -116,6 +118,28 @@ fn long_lists_are_streamed_in_bounded_memory() {
         after.saturating_sub(before) < PEAK_GROWTH_KIB,
         "peak RSS grew from {before} KiB to {after} KiB"
     );
+    // a streamed event list says what a small one says
+    let agent = client_with_timeout(Duration::from_secs(60));
+    let (status, small) = call_url(
+        &agent,
+        "GET",
+        &format!("{base}/events?group={group}&limit=20"),
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let (status, all) = call_url(
+        &agent,
+        "GET",
+        &format!("{base}/events?group={group}&limit=600"),
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(all.as_array().unwrap().len(), 600);
+    assert_eq!(small.as_array().unwrap()[..], all.as_array().unwrap()[..20]);
     // small pages are still answered from memory, and agree
     let (status, page) = call_url(
         &client_with_timeout(Duration::from_secs(10)),

@@ -3,6 +3,7 @@
 use chrono::DateTime;
 use serde_json::Value;
 
+use super::STREAM_ABOVE;
 use crate::app::App;
 use crate::http::{ApiError, ApiResult, Req, Resp};
 use crate::ids;
@@ -10,6 +11,7 @@ use crate::model::validate::parse_bool_word;
 use crate::query::{Condition, Filter, Op, QValue, Schema, check_list_len};
 use crate::store::events::{self, EventQuery};
 use crate::store::nodes;
+use crate::store::stream::Rows;
 use crate::timestamp::{self, Timestamp};
 
 /// Most events `recursive` may attach nodes to.
@@ -144,6 +146,11 @@ pub fn list(app: &App, req: &Req) -> ApiResult {
     filter.conditions.extend(conditions);
     q.filter = filter;
     q.oldest = Some(timestamp::now() - timestamp::span_secs(app.config.event_history_ttl_secs));
+    if !recursive && q.limit.is_none_or(|l| l > STREAM_ABOVE) {
+        let rows: Rows = Box::new(move |c, emit| events::each_doc(c, &q, emit));
+        let stream = app.store.stream_array("[".into(), "]".into(), rows)?;
+        return Ok(Resp::json_stream(stream));
+    }
     let mut found = app.store.read(|c| events::list(c, &q))?;
     if recursive {
         app.store.read(|c| {

@@ -17,6 +17,10 @@ use crate::model::validate::ValidationItem;
 
 /// Default page size of paginated lists.
 pub const DEFAULT_LIMIT: u64 = 50;
+/// Lists asking for more items than this (or for all of them) are
+/// streamed from the stored documents in bounded memory instead of built in
+/// memory.
+pub const STREAM_ABOVE: u64 = 500;
 
 /// `limit` (≥ 1, default 50) and `offset` (≥ 0, default 0), or 422.
 pub fn pagination(req: &Req) -> Result<(u64, u64), ApiError> {

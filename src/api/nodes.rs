@@ -5,7 +5,7 @@
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
-use super::{page, pagination, path_id};
+use super::{STREAM_ABOVE, page, pagination, path_id};
 use crate::app::App;
 use crate::auth;
 use crate::http::{ApiError, ApiResult, Req, Resp};
@@ -19,9 +19,6 @@ use crate::store::{Outbox, events, groups, nodes};
 use crate::timestamp::{self, Timestamp};
 
 const DENIED: &str = "Unauthorized to complete the operation";
-/// Lists asking for more nodes than this are streamed from the stored
-/// documents in bounded memory instead of built in memory.
-const STREAM_ABOVE: u64 = 500;
 
 fn not_found(id: &str) -> ApiError {
     ApiError::not_found(&format!("Node not found with id: {id}"))

@@ -156,6 +156,32 @@ pub struct EventQuery {
 /// Stored events matching `q`, ascending by sequence number, as documents
 /// `{id, timestamp, sequence_id, channel, owner, data}`.
 pub fn list(c: &Connection, q: &EventQuery) -> Result<Vec<serde_json::Value>, StoreError> {
+    let mut docs = Vec::new();
+    let mut failed = None;
+    each_doc(c, q, &mut |doc| match serde_json::from_str(doc) {
+        Ok(value) => {
+            docs.push(value);
+            true
+        }
+        Err(err) => {
+            failed = Some(err);
+            false
+        }
+    })?;
+    match failed {
+        Some(err) => Err(err.into()),
+        None => Ok(docs),
+    }
+}
+
+/// Gives the text of each stored event matching `q` (the documents of
+/// [`list`]) to `emit`, ascending by sequence number, until `emit` answers
+/// `false`. The stored `data` text is spliced in as it is, never parsed.
+pub fn each_doc(
+    c: &Connection,
+    q: &EventQuery,
+    emit: &mut dyn FnMut(&str) -> bool,
+) -> Result<(), StoreError> {
     let (cond, mut args) = filter_sql(&q.filter, &EVENTS)?;
     let mut clauses = vec![cond];
     let bind = |args: &mut Vec<Value>, v: Value| {
@@ -195,26 +221,52 @@ pub fn list(c: &Connection, q: &EventQuery) -> Result<Vec<serde_json::Value>, St
         clauses.join(" AND ")
     );
     let mut stmt = c.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, Option<String>>(4)?,
-            r.get::<_, String>(5)?,
-        ))
-    })?;
-    // Built here rather than by json_object() so that a deeply nested
-    // `data` is parsed at its own depth.
-    rows.map(|row| {
-        let (id, ts, seq, channel, owner, data) = row?;
-        Ok(serde_json::json!({
-            "id": id, "timestamp": ts, "sequence_id": seq, "channel": channel,
-            "owner": owner, "data": serde_json::from_str::<serde_json::Value>(&data)?,
-        }))
-    })
-    .collect()
+    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+    let mut doc = String::new();
+    while let Some(row) = rows.next()? {
+        let text = |i: usize| row.get_ref(i)?.as_str().map_err(rusqlite::Error::from);
+        let owner = row
+            .get_ref(4)?
+            .as_str_or_null()
+            .map_err(rusqlite::Error::from)?;
+        doc.clear();
+        event_doc(
+            &mut doc,
+            text(0)?,
+            text(1)?,
+            row.get(2)?,
+            text(3)?,
+            owner,
+            text(5)?,
+        );
+        if !emit(&doc) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the document of one stored event into `out`; `data` is stored
+/// JSON text, taken as it is.
+fn event_doc(
+    out: &mut String,
+    id: &str,
+    ts: &str,
+    seq: i64,
+    channel: &str,
+    owner: Option<&str>,
+    data: &str,
+) {
+    use std::fmt::Write;
+    let string = |s: &str| serde_json::Value::from(s).to_string();
+    let owner = owner.map_or_else(|| "null".to_string(), string);
+    let _ = write!(
+        out,
+        "{{\"id\":{},\"timestamp\":{},\"sequence_id\":{seq},\"channel\":{},\"owner\":{owner},\"data\":{data}}}",
+        string(id),
+        string(ts),
+        string(channel),
+    );
 }
 
 /// Deletes events older than `oldest`; how many.
@@ -233,4 +285,41 @@ pub fn count_for_node(c: &Connection, node_id: &str) -> Result<u64, StoreError> 
         |r| r.get(0),
     )?;
     Ok(n.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_document_is_the_stored_text_spliced_into_valid_json() {
+        let data = r#"{"id":"x","name":"caf\u00e9 \"q\"","n":[1,2.5,null]}"#;
+        let mut doc = String::from("left over");
+        doc.clear();
+        event_doc(
+            &mut doc,
+            "65a1",
+            "2024-01-01T00:00:00.000000",
+            7,
+            "no\"de",
+            None,
+            data,
+        );
+        let value: serde_json::Value = serde_json::from_str(&doc).expect("valid JSON");
+        let want = serde_json::json!({
+            "id": "65a1", "timestamp": "2024-01-01T00:00:00.000000", "sequence_id": 7,
+            "channel": "no\"de", "owner": null,
+            "data": serde_json::from_str::<serde_json::Value>(data).expect("data"),
+        });
+        assert_eq!(value, want);
+        let keys: Vec<&String> = value.as_object().expect("object").keys().collect();
+        assert_eq!(
+            keys,
+            ["id", "timestamp", "sequence_id", "channel", "owner", "data"]
+        );
+        doc.clear();
+        event_doc(&mut doc, "65a1", "t", 8, "node", Some("bob"), "{}");
+        let value: serde_json::Value = serde_json::from_str(&doc).expect("valid JSON");
+        assert_eq!(value["owner"], "bob");
+    }
 }

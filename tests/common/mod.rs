@@ -795,7 +795,8 @@ impl RawReply {
 }
 
 /// Writes `request` to a new connection and reads one HTTP/1.1 response
-/// (headers, then Content-Length bytes or up to EOF). Times out after 10 s.
+/// (headers, then Content-Length bytes, a chunked body (decoded), or up to
+/// EOF). Times out after 10 s.
 pub fn raw_request(addr: SocketAddr, request: &[u8]) -> RawReply {
     let mut sock = TcpStream::connect(addr).expect("connect");
     sock.set_read_timeout(Some(Duration::from_secs(10)))
@@ -841,9 +842,15 @@ pub fn raw_request(addr: SocketAddr, request: &[u8]) -> RawReply {
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.parse::<usize>().ok());
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
     let mut body = buf[head_end..].to_vec();
     loop {
         if length.is_some_and(|n| body.len() >= n) {
+            break;
+        }
+        if chunked && (body.starts_with(b"0\r\n\r\n") || body.ends_with(b"\r\n0\r\n\r\n")) {
             break;
         }
         if Instant::now() >= deadline {
@@ -858,10 +865,34 @@ pub fn raw_request(addr: SocketAddr, request: &[u8]) -> RawReply {
         assert!(body.len() >= n, "short body: {} of {n} bytes", body.len());
         body.truncate(n);
     }
+    if chunked {
+        body = dechunk(&body);
+    }
     RawReply {
         status,
         headers,
         body,
+    }
+}
+
+/// The content of a complete chunked body (no trailers, no extensions).
+fn dechunk(mut chunked: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = chunked
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a chunk-size line");
+        let size = std::str::from_utf8(&chunked[..line_end])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+            .expect("a chunk size");
+        chunked = &chunked[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&chunked[..size]);
+        chunked = &chunked[size + 2..];
     }
 }
 

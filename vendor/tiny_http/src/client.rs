@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::{HTTPVersion, Method};
-use crate::util::RefinedTcpStream;
+use crate::util::{Pipeline, RefinedTcpStream};
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::{ConnectionLimits, Header, Request, Response};
 
@@ -31,6 +31,10 @@ const MAX_HEADER_COUNT: usize = 100;
 /// How long a connection is drained, at most, after an error answered by
 /// the library, before it is closed (see `RefinedTcpStream::linger_close`).
 const ERROR_LINGER: Duration = Duration::from_secs(2);
+/// The most requests of one connection handed out and not yet answered:
+/// the next one is not read before one of them is answered, so a client
+/// that pipelines without reading costs bounded memory.
+const MAX_IN_FLIGHT: u64 = 32;
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
@@ -62,8 +66,12 @@ pub struct ClientConnection {
     // what follows on the connection is the rest of it, never a request
     body_unfinished: Arc<AtomicBool>,
 
-    // kci-lite patch: the body limit and deadline (see `prefetch_body`)
+    // kci-lite patch: the body limit and deadline (see `prefetch_body`),
+    // the head deadline and the idle timeout (see `await_request`)
     limits: ConnectionLimits,
+
+    // kci-lite patch: the requests handed out and not yet answered
+    pipeline: Arc<Pipeline>,
 }
 
 /// kci-lite patch: bytes taken from a `BodyBudget`, given back on drop.
@@ -92,6 +100,10 @@ enum ReadError {
     HeadTooLarge(HTTPVersion),
     /// kci-lite patch: the request line over its limit
     RequestLineTooLong,
+    /// kci-lite patch: the head did not arrive within its deadline
+    HeadTimeout,
+    /// kci-lite patch: nothing was sent for the idle timeout
+    Idle,
     /// kci-lite patch: HTTP/2 (its connection preface) or later
     UnsupportedVersion,
     /// kci-lite patch: the length of the body is uncertain (the detail)
@@ -111,6 +123,7 @@ impl ReadError {
             ReadError::ExpectationFailed(v) => (v.clone(), 417, "Unsupported Expect header"),
             ReadError::HeadTooLarge(v) => (v.clone(), 431, "Request header fields too large"),
             ReadError::RequestLineTooLong => (v1_1, 414, "Request line too long (at most 1 MiB)"),
+            ReadError::HeadTimeout => (v1_1, 408, "Request head not received in time"),
             ReadError::UnsupportedVersion => (v1_1, 505, "HTTP version not supported"),
             ReadError::BadFraming(v, detail) => (v.clone(), 400, *detail),
             ReadError::ReadIoError(err)
@@ -118,7 +131,7 @@ impl ReadError {
             {
                 (v1_1, 408, "Request body not received in time")
             }
-            ReadError::ReadIoError(_) | ReadError::BodyUnfinished => return None,
+            ReadError::ReadIoError(_) | ReadError::BodyUnfinished | ReadError::Idle => return None,
         })
     }
 }
@@ -190,6 +203,7 @@ impl ClientConnection {
             closer,
             body_unfinished: Arc::default(),
             limits,
+            pipeline: Pipeline::new(),
         }
     }
 
@@ -207,12 +221,16 @@ impl ClientConnection {
     /// at the limit, so memory is bounded; a byte that is not ASCII, a
     /// control character other than HTAB, or a CR or LF alone (which some
     /// parsers take for the end of a line) make the line malformed.
-    fn read_next_line(&mut self, limit: usize) -> Result<AsciiString, LineError> {
+    /// `first`, when given, is the line's first byte, already read.
+    fn read_next_line(&mut self, limit: usize, first: Option<u8>) -> Result<AsciiString, LineError> {
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
+        let mut first = first.map(Ok);
 
         loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
+            let byte = first
+                .take()
+                .or_else(|| self.next_header_source.by_ref().bytes().next());
 
             let byte = match byte {
                 Some(b) => b.map_err(LineError::Io)?,
@@ -244,21 +262,79 @@ impl ClientConnection {
         let Some(room) = head_left.checked_sub(2) else {
             return Err(LineError::TooLong);
         };
-        let line = self.read_next_line(MAX_HEADER_LINE_BYTES.min(room))?;
+        let line = self.read_next_line(MAX_HEADER_LINE_BYTES.min(room), None)?;
         *head_left = room - line.len();
         Ok(line)
     }
 
+    /// kci-lite patch: waits for the first byte of the next request, and
+    /// gives up (`Idle`) once the connection has been idle for the idle
+    /// timeout: no request in flight and none arriving. While a request is
+    /// in flight the connection is not idle, however long its answer takes.
+    fn await_request(&mut self) -> Result<u8, ReadError> {
+        loop {
+            if let (Some(idle), Some(closer)) = (self.limits.idle_timeout, self.closer.as_ref()) {
+                let wait = match self.pipeline.idle_for() {
+                    None => idle,
+                    Some(for_) if for_ >= idle => return Err(ReadError::Idle),
+                    Some(for_) => idle - for_,
+                };
+                let _ = closer.set_read_timeout(Some(wait));
+            }
+            let mut byte = [0u8];
+            match self.next_header_source.read(&mut byte) {
+                Ok(0) => {
+                    let eof = IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF");
+                    return Err(ReadError::ReadIoError(eof));
+                }
+                Ok(_) => return Ok(byte[0]),
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(err)
+                    if self.limits.idle_timeout.is_some()
+                        && matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(err) => return Err(ReadError::ReadIoError(err)),
+            }
+        }
+    }
+
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
+    ///
+    /// kci-lite patch: once its first byte is here, the head must arrive
+    /// within the head deadline.
     fn read(&mut self) -> Result<Request, ReadError> {
+        let first = self.await_request()?;
+        let head_deadline = self.limits.head_deadline.map(|d| Instant::now() + d);
+        if let Some(closer) = self.closer.as_ref() {
+            closer.set_read_deadline(head_deadline);
+        }
+        let head = self.read_head(first);
+        if let (Some(_), Some(closer)) = (head_deadline, self.closer.as_ref()) {
+            closer.set_read_deadline(None);
+            let _ = closer.set_read_timeout(None);
+        }
+        let (method, path, version, headers) = match head {
+            Err(ReadError::ReadIoError(err))
+                if head_deadline.is_some()
+                    && matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+            {
+                return Err(ReadError::HeadTimeout)
+            }
+            head => head?,
+        };
+        self.read_body(method, path, version, headers)
+    }
+
+    /// kci-lite patch: the request line (starting with `first`) and the
+    /// headers of a request.
+    fn read_head(&mut self, first: u8) -> Result<(Method, String, HTTPVersion, Vec<Header>), ReadError> {
         // kci-lite patch: what is left of MAX_HEAD_BYTES
         let mut head_left = MAX_HEAD_BYTES;
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
                 // kci-lite patch: the request line has a limit of its own
-                let line = self.read_next_line(MAX_REQUEST_LINE_BYTES);
+                let line = self.read_next_line(MAX_REQUEST_LINE_BYTES, Some(first));
                 // kci-lite patch: these bytes are the rest of the previous
                 // body (its reader is handed on once it is dropped)
                 if self.body_unfinished.load(Ordering::SeqCst) {
@@ -313,7 +389,18 @@ impl ClientConnection {
 
             (method, path, version, headers)
         };
+        Ok((method, path, version, headers))
+    }
 
+    /// kci-lite patch: the request of this head, with the reader of its
+    /// body (the rest of `read` as it was).
+    fn read_body(
+        &mut self,
+        method: Method,
+        path: String,
+        version: HTTPVersion,
+        headers: Vec<Header>,
+    ) -> Result<Request, ReadError> {
         // building the writer for the request
         let writer = self.sink.next().unwrap();
 
@@ -499,10 +586,13 @@ impl Iterator for ClientConnection {
             return None;
         }
 
+        // kci-lite patch: no more than MAX_IN_FLIGHT unanswered requests
+        self.pipeline.wait_for_room(MAX_IN_FLIGHT);
+
         // kci-lite patch: every error found here is answered in JSON (see
         // `ReadError::answer`) and ends the connection: after a bad head,
         // where the next request would start is unknown.
-        let rq = match self.read() {
+        let mut rq = match self.read() {
             Ok(rq) => rq,
             Err(ReadError::BodyUnfinished) => {
                 // the answer to the previous request was written before
@@ -539,6 +629,14 @@ impl Iterator for ClientConnection {
             _ => (),
         };
 
+        // kci-lite patch: a request with an unsafe method runs alone, a
+        // safe one only beside safe ones (RFC 9112 §9.3.2)
+        let safe = matches!(
+            rq.method(),
+            Method::Get | Method::Head | Method::Options | Method::Trace
+        );
+        self.pipeline.wait_to_run(safe);
+
         // kci-lite patch: the body is read here, not by whoever takes the
         // request
         if let (Some(max), Some(deadline)) = (self.limits.max_body_bytes, self.limits.body_deadline) {
@@ -549,11 +647,14 @@ impl Iterator for ClientConnection {
             };
             let wanted = self.limits.prefetch.as_ref().is_none_or(|rule| rule(rq.url()));
             if wanted && has_body {
-                return self.prefetch_body(rq, max, deadline);
+                let mut rq = self.prefetch_body(rq, max, deadline)?;
+                rq.set_turn(self.pipeline.hand_out(safe));
+                return Some(rq);
             }
         }
 
         // returning the request
+        rq.set_turn(self.pipeline.hand_out(safe));
         Some(rq)
     }
 }

@@ -139,6 +139,16 @@ pub struct ConnectionLimits {
     /// thread; all of them when unset. The others are handed out as they
     /// are, for the server to answer first what comes before the body.
     pub prefetch: Option<PrefetchRule>,
+    /// How long a request head (request line and headers) may take to
+    /// arrive once its first byte has: slower is answered 408 and the
+    /// connection closed, so a client that trickles a head holds its
+    /// connection for this long at most.
+    pub head_deadline: Option<std::time::Duration>,
+    /// How long a connection may stay open with nothing to do (no request
+    /// in flight, none arriving): then it is closed. The time counts from
+    /// the last answer, so a request waiting for its answer (a long poll)
+    /// never makes its connection idle.
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 /// kci-lite patch: a count of bytes that bodies read ahead may hold.
@@ -188,6 +198,8 @@ impl std::fmt::Debug for ConnectionLimits {
             .field("write_timeout", &self.write_timeout)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("body_deadline", &self.body_deadline)
+            .field("head_deadline", &self.head_deadline)
+            .field("idle_timeout", &self.idle_timeout)
             .finish_non_exhaustive()
     }
 }

@@ -79,6 +79,10 @@ pub struct Request {
     // kci-lite patch: a body read ahead, and what it holds (a share of the
     // body budget) until it is taken or the request is done
     prefetched: Option<(Vec<u8>, Box<dyn Send + 'static>)>,
+
+    // kci-lite patch: the request's place in its connection's order (none
+    // for a test request); dropped with the request, after its answer
+    turn: Option<crate::util::Turn>,
 }
 
 struct NotifyOnDrop<R> {
@@ -289,6 +293,7 @@ where
         must_send_continue: expects_continue,
         notify_when_responded: None,
         prefetched: None,
+        turn: None,
     })
 }
 
@@ -384,6 +389,40 @@ impl Request {
         }
     }
 
+    /// kci-lite patch: the place of this request in its connection's order.
+    pub(crate) fn set_turn(&mut self, turn: crate::util::Turn) {
+        self.turn = Some(turn);
+    }
+
+    /// kci-lite patch: true when the answer to this request can be written
+    /// at once. Answers on one connection go out in request order, so
+    /// `respond` waits until every earlier request of the connection is
+    /// answered (a pipelined long poll may take minutes): who must not wait
+    /// hands the answer to a thread that may.
+    pub fn is_next_to_answer(&self) -> bool {
+        self.turn.as_ref().is_none_or(|turn| turn.is_next())
+    }
+
+    /// kci-lite patch: the body, read ahead already, with `held` kept
+    /// until the body is taken ([`Request::take_prefetched_body`]) or the
+    /// request is done.
+    pub(crate) fn set_prefetched(&mut self, body: Vec<u8>, held: Box<dyn Send + 'static>) {
+        self.data_reader = Some(Box::new(io::empty()));
+        self.prefetched = Some((body, held));
+    }
+
+    /// kci-lite patch: the whole body when it was read ahead (then
+    /// `as_reader` reads nothing more), without copying it.
+    pub fn take_prefetched_body(&mut self) -> Option<Vec<u8>> {
+        self.prefetched.take().map(|(body, _held)| body)
+    }
+
+    /// kci-lite patch: puts `body` in place of the body still to be read
+    /// from the connection (read already, or not to be read at all).
+    pub(crate) fn replace_body(&mut self, body: Box<dyn Read + Send + 'static>) {
+        self.data_reader = Some(body);
+    }
+
     /// Allows to read the body of the request.
     ///
     /// # Example
@@ -406,26 +445,6 @@ impl Request {
     /// # }
     /// ```
     ///
-    /// kci-lite patch: the body, read ahead already, with `held` kept
-    /// until the body is taken ([`Request::take_prefetched_body`]) or the
-    /// request is done.
-    pub(crate) fn set_prefetched(&mut self, body: Vec<u8>, held: Box<dyn Send + 'static>) {
-        self.data_reader = Some(Box::new(io::empty()));
-        self.prefetched = Some((body, held));
-    }
-
-    /// kci-lite patch: the whole body when it was read ahead (then
-    /// `as_reader` reads nothing more), without copying it.
-    pub fn take_prefetched_body(&mut self) -> Option<Vec<u8>> {
-        self.prefetched.take().map(|(body, _held)| body)
-    }
-
-    /// kci-lite patch: puts `body` in place of the body still to be read
-    /// from the connection (read already, or not to be read at all).
-    pub(crate) fn replace_body(&mut self, body: Box<dyn Read + Send + 'static>) {
-        self.data_reader = Some(body);
-    }
-
     /// If the client sent a `Expect: 100-continue` header with the request, calling this
     ///  function will send back a `100 Continue` response.
     #[inline]

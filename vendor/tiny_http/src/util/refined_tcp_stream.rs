@@ -2,6 +2,7 @@ use std::io::Result as IoResult;
 use std::io::{Read, Write};
 use std::io::{Error as IoError, ErrorKind};
 use std::net::{Shutdown, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
@@ -108,6 +109,9 @@ pub struct RefinedTcpStream {
     close_write: bool,
     // kci-lite patch: the socket's write timeout, see `write`.
     write_timeout: Option<Duration>,
+    // kci-lite patch: when set, reads end at this instant (all handles of
+    // the socket share it), see `read`.
+    read_deadline: Arc<Mutex<Option<Instant>>>,
 }
 
 impl RefinedTcpStream {
@@ -123,12 +127,14 @@ impl RefinedTcpStream {
         };
 
         let (read, write) = (stream.clone(), stream);
+        let read_deadline = Arc::new(Mutex::new(None));
 
         let read = RefinedTcpStream {
             stream: read,
             close_read: true,
             close_write: false,
             write_timeout,
+            read_deadline: Arc::clone(&read_deadline),
         };
 
         let write = RefinedTcpStream {
@@ -136,6 +142,7 @@ impl RefinedTcpStream {
             close_read: false,
             close_write: true,
             write_timeout,
+            read_deadline,
         };
 
         (read, write)
@@ -159,7 +166,16 @@ impl RefinedTcpStream {
             close_read: false,
             close_write: false,
             write_timeout: self.write_timeout,
+            read_deadline: Arc::clone(&self.read_deadline),
         })
+    }
+
+    /// kci-lite patch: every read of this socket (all handles) fails with
+    /// `TimedOut` once `deadline` has passed, however the bytes before it
+    /// trickle in; `None` lifts it (the read timeout is then left as the
+    /// last read set it).
+    pub(crate) fn set_read_deadline(&self, deadline: Option<Instant>) {
+        *self.read_deadline.lock().unwrap_or_else(|p| p.into_inner()) = deadline;
     }
 
     /// kci-lite patch: the bound on one read of this socket (all handles).
@@ -203,7 +219,17 @@ impl Drop for RefinedTcpStream {
 }
 
 impl Read for RefinedTcpStream {
+    // kci-lite patch: under a read deadline, each read may block only for
+    // what is left of it.
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
+        let deadline = *self.read_deadline.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(IoError::new(ErrorKind::TimedOut, "read deadline passed"));
+            }
+            self.stream.set_read_timeout(Some(left))?;
+        }
         self.stream.read(buf)
     }
 }
