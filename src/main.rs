@@ -10,6 +10,11 @@ use kci_lite::app::App;
 use kci_lite::config::Config;
 use kci_lite::{server, store};
 
+/// jemalloc returns freed memory to the system (after a few seconds) where
+/// the system allocator keeps what bursts of large request bodies took.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "kci-lite",
@@ -122,6 +127,11 @@ fn serve(bind: &str, db: &std::path::Path) -> Result<(), String> {
         signal_hook::consts::SIGTERM,
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    // Freed memory goes back to the system after a few seconds even while
+    // the server is idle (jemalloc purges on a thread of its own).
+    if let Err(err) = tikv_jemalloc_ctl::background_thread::write(true) {
+        eprintln!("kci-lite: warning: freed memory is returned only under load: {err}");
+    }
     let app = Arc::new(App::open(config, db).map_err(|e| e.to_string())?);
     let running = server::start(Arc::clone(&app), bind).map_err(|e| e.to_string())?;
     eprintln!(

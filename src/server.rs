@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::app::{App, StartError};
+use crate::http::weight::{self, ValueBudget};
 use crate::http::{self, ApiError, Method, Reply, Req, Resp, RespBody};
 use crate::router;
 
@@ -220,17 +221,19 @@ pub fn start(app: Arc<App>, bind: &str) -> Result<Running, StartError> {
     let server = Arc::new(server);
     let stopping = Arc::new(AtomicBool::new(false));
     let writers = Writers::new();
+    let values = ValueBudget::new(weight::VALUES_AT_ONCE);
     let mut workers = Vec::new();
     for i in 0..app.config.http_threads {
-        let (app, server, stopping, writers) = (
+        let (app, server, stopping, writers, values) = (
             Arc::clone(&app),
             Arc::clone(&server),
             Arc::clone(&stopping),
             Arc::clone(&writers),
+            Arc::clone(&values),
         );
         let worker = std::thread::Builder::new()
             .name(format!("kci-http-{i}"))
-            .spawn(move || work(&app, &server, &stopping, &writers))
+            .spawn(move || work(&app, &server, &stopping, &writers, &values))
             .map_err(|e| StartError(format!("cannot start worker thread: {e}")))?;
         workers.push(worker);
     }
@@ -243,10 +246,16 @@ pub fn start(app: Arc<App>, bind: &str) -> Result<Running, StartError> {
     })
 }
 
-fn work(app: &Arc<App>, server: &tiny_http::Server, stopping: &AtomicBool, writers: &Arc<Writers>) {
+fn work(
+    app: &Arc<App>,
+    server: &tiny_http::Server,
+    stopping: &AtomicBool,
+    writers: &Arc<Writers>,
+    values: &Arc<ValueBudget>,
+) {
     while !stopping.load(Ordering::SeqCst) {
         match server.recv_timeout(STOP_POLL) {
-            Ok(Some(raw)) => handle(app, writers, raw),
+            Ok(Some(raw)) => handle(app, writers, values, raw),
             Ok(None) => {}
             Err(_) => break,
         }
@@ -358,7 +367,39 @@ fn strip_prefix(path: &str) -> Prefix {
     }
 }
 
-fn handle(app: &Arc<App>, writers: &Arc<Writers>, mut raw: tiny_http::Request) {
+/// The share of the value budget a JSON body needs while it is handled
+/// (none for a small one), or the answer when it holds too many values or
+/// the budget has no room for it now.
+fn weigh(values: &Arc<ValueBudget>, body: &[u8]) -> Result<Option<weight::Held>, Resp> {
+    let Some(n) = weight::count_values(body, weight::MAX_BODY_VALUES) else {
+        return Ok(None);
+    };
+    if n > weight::MAX_BODY_VALUES {
+        let detail = format!(
+            "Request body too large: more than {} JSON values",
+            weight::MAX_BODY_VALUES
+        );
+        return Err(ApiError::too_large_because(&detail).to_resp());
+    }
+    if n <= weight::LARGE_BODY_VALUES {
+        return Ok(None);
+    }
+    match values.try_take(n) {
+        Some(held) => Ok(Some(held)),
+        None => Err(ApiError::unavailable(
+            "Server busy: too many large request bodies at once, try again",
+            format!("no room for a body of {n} JSON values"),
+        )
+        .to_resp()),
+    }
+}
+
+fn handle(
+    app: &Arc<App>,
+    writers: &Arc<Writers>,
+    values: &Arc<ValueBudget>,
+    mut raw: tiny_http::Request,
+) {
     let started = Instant::now();
     app.count_request();
     let url = raw.url().to_string();
@@ -403,6 +444,11 @@ fn handle(app: &Arc<App>, writers: &Arc<Writers>, mut raw: tiny_http::Request) {
     if body.len() as u64 > limit {
         return responder_for(raw).send_later(writers, ApiError::too_large().to_resp());
     }
+    // Held until the request is answered.
+    let _weight = match weigh(values, &body) {
+        Ok(held) => held,
+        Err(resp) => return responder_for(raw).send(writers, resp),
+    };
     let req = Req {
         method: method_of(raw.method()),
         segments,

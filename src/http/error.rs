@@ -85,6 +85,11 @@ impl ApiError {
         ApiError::new(413, "Request body too large")
     }
 
+    /// 413 naming the limit of the body's content that was passed.
+    pub fn too_large_because(detail: &str) -> ApiError {
+        ApiError::new(413, detail)
+    }
+
     /// 422 with FastAPI's list of problems.
     pub fn validation(items: Vec<ValidationItem>) -> ApiError {
         ApiError {

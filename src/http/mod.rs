@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod form;
+pub mod weight;
 
 pub use error::{ApiError, ApiResult};
 pub use form::{parse_query, split_path};
