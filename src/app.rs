@@ -136,7 +136,7 @@ impl App {
             Arc::clone(&store),
             broker_rx,
             BrokerConfig {
-                keep_alive: std::time::Duration::from_secs_f64(config.keep_alive_secs),
+                keep_alive: config.keep_alive,
                 source: config.cloud_events_source.clone(),
                 history_ttl_secs: config.event_history_ttl_secs,
                 max_subscriptions_per_user: config.max_subscriptions_per_user,

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::time::Duration;
 
 /// Default request body limit (16 MiB).
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
@@ -34,6 +35,14 @@ const MAX_IDLE_TIMEOUT_SECS: u64 = 86_400;
 pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_USER: usize = 10_000;
 /// Highest cap on the live subscriptions of one user accepted.
 const MAX_MAX_SUBSCRIPTIONS_PER_USER: usize = 1_000_000;
+
+/// Default pub/sub keep-alive period (`KEEP_ALIVE_PERIOD`), in seconds.
+pub const DEFAULT_KEEP_ALIVE_SECS: f64 = 45.0;
+/// Shortest keep-alive period accepted other than 0 (off), in seconds: a
+/// shorter one would keep the broker waking up for nothing.
+const MIN_KEEP_ALIVE_SECS: f64 = 0.001;
+/// Longest keep-alive period accepted, in seconds (one day).
+const MAX_KEEP_ALIVE_SECS: f64 = 86_400.0;
 
 /// Shortest HMAC secret accepted (jwt-simple refuses weaker keys).
 pub const MIN_SECRET_LEN: usize = 12;
@@ -77,7 +86,9 @@ pub struct Config {
     pub initial_password: Option<String>,
     pub initial_admin_username: String,
     pub initial_admin_email: String,
-    pub keep_alive_secs: f64,
+    /// `KEEP_ALIVE_PERIOD`: how long a waiting `/listen` waits before it
+    /// gets a `BEEP`; `None` (`KEEP_ALIVE_PERIOD=0`) sends none.
+    pub keep_alive: Option<Duration>,
     pub cloud_events_source: String,
     pub public_base_url: Option<String>,
     pub smtp: Option<Smtp>,
@@ -204,19 +215,7 @@ impl Config {
             get("KCI_INITIAL_ADMIN_USERNAME").unwrap_or_else(|| "admin".to_string());
         let initial_admin_email = get("KCI_INITIAL_ADMIN_EMAIL")
             .unwrap_or_else(|| format!("{initial_admin_username}@kernelci.org"));
-        let keep_alive_secs = match get("KEEP_ALIVE_PERIOD") {
-            Some(v) => {
-                let secs = parse_num::<f64>("KEEP_ALIVE_PERIOD", &v)?;
-                if !(secs > 0.0 && secs <= 86400.0) {
-                    return Err(ConfigError(
-                        "KEEP_ALIVE_PERIOD: must be a positive number of seconds (at most 86400)"
-                            .into(),
-                    ));
-                }
-                secs
-            }
-            None => 45.0,
-        };
+        let keep_alive = keep_alive_period(get("KEEP_ALIVE_PERIOD").as_deref())?;
         let email_sender = get("EMAIL_SENDER").unwrap_or_default();
         let smtp = match (get("SMTP_HOST"), get("SMTP_PORT")) {
             (Some(host), Some(port)) => {
@@ -339,7 +338,7 @@ impl Config {
             initial_password: get("KCI_INITIAL_PASSWORD"),
             initial_admin_username,
             initial_admin_email,
-            keep_alive_secs,
+            keep_alive,
             cloud_events_source: get("CLOUD_EVENTS_SOURCE")
                 .unwrap_or_else(|| "https://api.kernelci.org/".to_string()),
             public_base_url,
@@ -371,6 +370,26 @@ fn parse_num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigE
         .trim()
         .parse()
         .map_err(|_| ConfigError(format!("{name}: '{value}' is not a valid number")))
+}
+
+/// `KEEP_ALIVE_PERIOD` (seconds, fractions allowed; default 45): `0` turns
+/// keep-alives off (`None`), as upstream does; a negative value, a value
+/// that is not a number, or one outside 0.001 to 86400 is refused.
+fn keep_alive_period(text: Option<&str>) -> Result<Option<Duration>, ConfigError> {
+    let Some(text) = text else {
+        return Ok(Some(Duration::from_secs_f64(DEFAULT_KEEP_ALIVE_SECS)));
+    };
+    let secs = parse_num::<f64>("KEEP_ALIVE_PERIOD", text)?;
+    if secs == 0.0 {
+        Ok(None)
+    } else if (MIN_KEEP_ALIVE_SECS..=MAX_KEEP_ALIVE_SECS).contains(&secs) {
+        Ok(Some(Duration::from_secs_f64(secs)))
+    } else {
+        Err(ConfigError(format!(
+            "KEEP_ALIVE_PERIOD: must be 0 (no keep-alive) or {MIN_KEEP_ALIVE_SECS} to \
+             {MAX_KEEP_ALIVE_SECS} seconds, not '{text}'"
+        )))
+    }
 }
 
 /// Longest retention or age accepted (100 years), so that date arithmetic
@@ -470,6 +489,36 @@ mod tests {
             v.entry("SMTP_PORT".into()).or_insert_with(|| "25".into());
             let err = Config::from_vars(&v).expect_err("must fail");
             assert!(err.0.starts_with(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn keep_alive_zero_is_off_and_bad_periods_are_refused() {
+        let period =
+            |v: &str| Config::from_vars(&vars(&[("KEEP_ALIVE_PERIOD", v)])).map(|c| c.keep_alive);
+        let default = Config::from_vars(&vars(&[])).expect("valid").keep_alive;
+        assert_eq!(default, Some(Duration::from_secs(45)));
+        for off in ["0", "0.0", " 0 ", "-0"] {
+            assert_eq!(period(off).expect("off"), None, "{off:?}");
+        }
+        assert_eq!(
+            period("0.5").expect("valid"),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(period("2").expect("valid"), Some(Duration::from_secs(2)));
+        assert_eq!(
+            period("0.001").expect("valid"),
+            Some(Duration::from_millis(1))
+        );
+        assert_eq!(
+            period("86400").expect("valid"),
+            Some(Duration::from_secs(86_400))
+        );
+        for bad in [
+            "-1", "-0.5", "abc", "NaN", "inf", "1e-9", "0.0009", "86401", "1e300",
+        ] {
+            let err = period(bad).expect_err(bad);
+            assert!(err.0.starts_with("KEEP_ALIVE_PERIOD"), "{bad:?}: {err}");
         }
     }
 

@@ -52,7 +52,8 @@ pub struct Subscription {
     cursor: i64,
     /// Highest sequence number acknowledged (the cursor at the last listen).
     acked: i64,
-    next_beep: Instant,
+    /// When the next `BEEP` is due; never without keep-alives.
+    next_beep: Option<Instant>,
     last_poll_at: Option<Instant>,
 }
 
@@ -79,7 +80,7 @@ impl Subscription {
     }
 
     fn beep_due(&self, now: Instant) -> bool {
-        now >= self.next_beep
+        self.next_beep.is_some_and(|due| now >= due)
     }
 }
 
@@ -125,8 +126,9 @@ pub type Answer = Box<dyn FnOnce(Delivery) + Send>;
 /// Settings of the broker.
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
-    /// A listener waiting this long gets a `BEEP`.
-    pub keep_alive: Duration,
+    /// A listener waiting this long gets a `BEEP`; `None`: never (it
+    /// waits for a message only).
+    pub keep_alive: Option<Duration>,
     /// The CloudEvent `source` of a `BEEP`.
     pub source: String,
     /// Events older than this are not delivered.
@@ -256,7 +258,7 @@ impl Broker {
             subscriber_id,
             cursor: position,
             acked: position,
-            next_beep: self.clock.instant() + self.config.keep_alive,
+            next_beep: self.next_beep(self.clock.instant()),
             last_poll_at: None,
         };
         let mut subs = self.lock();
@@ -391,7 +393,7 @@ impl Broker {
                 } else if !complete {
                     again.push(id); // more stored events to look through
                 } else if sub.beep_due(now) {
-                    sub.next_beep = now + self.config.keep_alive;
+                    sub.next_beep = self.next_beep(now);
                     done.push((id, Some(self.beep(&channel))));
                 } else {
                     done.push((id, None));
@@ -400,6 +402,11 @@ impl Broker {
             waiting = again;
         }
         Ok(done)
+    }
+
+    /// When a keep-alive counted from `now` is due, if keep-alives are on.
+    fn next_beep(&self, now: Instant) -> Option<Instant> {
+        self.config.keep_alive.map(|period| now + period)
     }
 
     fn beep(&self, channel: &str) -> Delivery {
@@ -479,9 +486,9 @@ impl Broker {
         let mut deadline = self.clock.instant() + SWEEP_EVERY;
         for p in parked {
             if let Parked::Listen { sub, .. } = p
-                && let Some(s) = subs.get(sub)
+                && let Some(due) = subs.get(sub).and_then(|s| s.next_beep)
             {
-                deadline = deadline.min(s.next_beep);
+                deadline = deadline.min(due);
             }
         }
         deadline
@@ -618,11 +625,15 @@ mod tests {
     }
 
     fn fixture() -> Fixture {
+        fixture_with(Some(KEEP_ALIVE))
+    }
+
+    fn fixture_with(keep_alive: Option<Duration>) -> Fixture {
         let (dir, store) = temp_store();
         let store = Arc::new(store);
         let clock = Arc::new(ManualClock::new());
         let config = BrokerConfig {
-            keep_alive: KEEP_ALIVE,
+            keep_alive,
             source: "https://test/".into(),
             history_ttl_secs: 3600,
             max_subscriptions_per_user: 8,
@@ -851,6 +862,33 @@ mod tests {
             f.broker.next_deadline(&parked),
             f.clock.instant() + Duration::from_secs(10)
         );
+    }
+
+    #[test]
+    fn without_keep_alives_a_listen_waits_for_a_message_only() {
+        let f = fixture_with(None);
+        let sub = f.broker.subscribe("ch", "ann", false, None).expect("sub");
+        assert_eq!(f.broker.listen(sub.id, "ann").expect("listen"), None);
+        let mut parked = vec![f.parked("waiting", sub.id)];
+        // Well past the default period (and within the event history TTL).
+        for _ in 0..3 {
+            f.clock.advance(Duration::from_secs(600));
+            parked = f.broker.keep_alive(parked);
+            assert!(f.answers().is_empty(), "no BEEP, however long it waits");
+            assert_eq!(parked.len(), 1);
+            // The dispatcher sleeps until its sweep, never in a busy loop.
+            assert_eq!(
+                f.broker.next_deadline(&parked),
+                f.clock.instant() + SWEEP_EVERY
+            );
+        }
+        f.publish("ch", None, json!({"after": "quiet"}));
+        let parked = f.broker.committed(parked, &[Notice::Channel("ch".into())]);
+        assert!(parked.is_empty());
+        let answers = f.answers();
+        assert_eq!(answers.len(), 1);
+        assert_eq!(answers[0].0, "waiting");
+        assert_eq!(data_of(&answers[0].1), json!({"after": "quiet"}));
     }
 
     #[test]

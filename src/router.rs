@@ -2,7 +2,7 @@
 //! prefix was stripped. A path that exists with another method is a 405,
 //! anything else a 404.
 
-use crate::api::{account, events, groups, nodes, pages, pubsub, users};
+use crate::api::{account, events, groups, kv, nodes, pages, pubsub, users};
 use crate::app::App;
 use crate::http::{ApiError, Method, Reply, Req};
 
@@ -73,6 +73,9 @@ fn lookup<'a>(method: Method, segments: &'a [&'a str]) -> Option<Handler<'a>> {
         (Get, ["pop", list]) => reply(move |a, r| pubsub::pop(a, r, list)),
         (Get, ["stats", "subscriptions"]) => now(pubsub::stats),
         (Get, ["events"]) => now(events::list),
+        (Get, ["kv", ns, key]) => now(move |a, r| kv::get(a, r, ns, key)),
+        (Post, ["kv", ns, key]) => now(move |a, r| kv::set(a, r, ns, key)),
+        (Delete, ["kv", ns, key]) => now(move |a, r| kv::delete(a, r, ns, key)),
         _ => None,
     }
 }

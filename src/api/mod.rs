@@ -4,6 +4,7 @@
 pub mod account;
 pub mod events;
 pub mod groups;
+pub mod kv;
 pub mod nodes;
 pub mod pages;
 pub mod pubsub;

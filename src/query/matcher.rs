@@ -169,7 +169,13 @@ impl Condition {
             })
         };
         match (&self.op, &self.value) {
-            (Op::Eq, QValue::Null) => found.is_empty() || any_equal(&QValue::Null),
+            // MongoDB: null sorts with null only, and a missing field
+            // counts as null; so `lte`/`gte` null are equality and
+            // `lt`/`gt` null hold for nothing.
+            (Op::Eq | Op::Lte | Op::Gte, QValue::Null) => {
+                found.is_empty() || any_equal(&QValue::Null)
+            }
+            (Op::Lt | Op::Gt, QValue::Null) => false,
             (Op::Eq, want) => any_equal(want),
             (Op::Ne, QValue::Null) => !(found.is_empty() || any_equal(&QValue::Null)),
             (Op::Ne, want) => !any_equal(want),
@@ -258,6 +264,40 @@ mod tests {
             .join(",");
         assert!(check(&[("a__nin", &long)], &doc));
         assert!(check(&[("s__in", &format!("{long},abc"))], &doc));
+    }
+
+    /// The names of the documents `pairs` selects.
+    fn selected(pairs: &[(&str, &str)], docs: &[Value]) -> Vec<String> {
+        docs.iter()
+            .filter(|d| check(pairs, d))
+            .map(|d| d["name"].as_str().expect("name").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn null_with_operators_has_mongodb_semantics() {
+        let docs = crate::query::testing::null_case_nodes();
+        for (pairs, want) in crate::query::testing::NULL_CASES {
+            assert_eq!(selected(pairs, &docs), *want, "{pairs:?}");
+        }
+        // a field holding null, missing, a value, a list with and without null
+        let one = |pairs: &[(&str, &str)], doc: Value| check(pairs, &doc);
+        for (doc, ne, lte, lt) in [
+            (json!({"f": null}), false, true, false),
+            (json!({}), false, true, false),
+            (json!({"f": 0}), true, false, false),
+            (json!({"f": ""}), true, false, false),
+            (json!({"f": false}), true, false, false),
+            (json!({"f": []}), true, false, false),
+            (json!({"f": [1, null]}), false, true, false),
+            (json!({"f": {"g": null}}), true, false, false),
+        ] {
+            assert_eq!(one(&[("f__ne", "null")], doc.clone()), ne, "ne {doc}");
+            assert_eq!(one(&[("f__lte", "null")], doc.clone()), lte, "lte {doc}");
+            assert_eq!(one(&[("f__gte", "null")], doc.clone()), lte, "gte {doc}");
+            assert_eq!(one(&[("f__lt", "null")], doc.clone()), lt, "lt {doc}");
+            assert_eq!(one(&[("f__gt", "null")], doc.clone()), lt, "gt {doc}");
+        }
     }
 
     #[test]

@@ -111,10 +111,19 @@ fn parse_condition(key: &str, value: &str, schema: &Schema) -> Result<Condition,
         return Err(QueryError(format!("Filtering on '{field}' is not allowed")));
     }
     if matches!(op, Op::In | Op::Nin) {
+        if value == "null" {
+            return Err(QueryError(format!(
+                "Invalid value for {key}: null is not a list; give comma-separated values"
+            )));
+        }
         check_list_len(key, value.split(',').count())?;
     }
     let path: Vec<String> = field.split('.').map(str::to_string).collect();
-    let value = if is_int_cast || schema.ints.contains(&field) && op != Op::Re {
+    // `null` is null for equality and every comparison, whatever the
+    // field's type (as upstream, which turns each `null` value into None).
+    let value = if value == "null" && !matches!(op, Op::Re | Op::In | Op::Nin) {
+        QValue::Null
+    } else if is_int_cast || schema.ints.contains(&field) && op != Op::Re {
         convert_int(field, value, op)?
     } else if schema.timestamps.contains(&field) && op != Op::Re {
         convert_timestamp(value, op)?
@@ -190,7 +199,6 @@ fn split_list(value: &str) -> Vec<String> {
 
 fn convert_plain(value: &str, op: Op) -> QValue {
     match op {
-        Op::Eq if value == "null" => QValue::Null,
         Op::Eq => match value.to_ascii_lowercase().as_str() {
             "true" => QValue::Bool(true),
             "false" => QValue::Bool(false),
@@ -213,7 +221,6 @@ fn convert_int(field: &str, value: &str, op: Op) -> Result<QValue, QueryError> {
     };
     match op {
         Op::In | Op::Nin => Ok(QValue::List(split_list(value))),
-        Op::Eq if value == "null" => Ok(QValue::Null),
         _ => int(value).map(QValue::Int),
     }
 }
@@ -225,7 +232,6 @@ fn convert_timestamp(value: &str, op: Op) -> Result<QValue, QueryError> {
             .ok_or_else(|| QueryError(format!("Invalid timestamp: '{v}'")))
     };
     match op {
-        Op::Eq if value == "null" => Ok(QValue::Null),
         Op::In | Op::Nin => Ok(QValue::List(
             value.split(',').map(one).collect::<Result<_, _>>()?,
         )),
@@ -236,7 +242,6 @@ fn convert_timestamp(value: &str, op: Op) -> Result<QValue, QueryError> {
 fn convert_id(value: &str, op: Op) -> Result<QValue, QueryError> {
     let one = |v: &str| ids::parse_id(v).ok_or_else(|| QueryError(ids::invalid_id_detail(v)));
     match op {
-        Op::Eq | Op::Ne if value == "null" => Ok(QValue::Null),
         Op::In | Op::Nin => Ok(QValue::List(
             value.split(',').map(one).collect::<Result<_, _>>()?,
         )),
@@ -266,6 +271,43 @@ mod tests {
         assert!(
             Filter::parse(&params(&[("hashed_password__re", "x")]), &[], &USER_SCHEMA).is_err()
         );
+    }
+
+    #[test]
+    fn null_is_null_for_every_comparison_and_refused_as_a_list() {
+        let one = |key: &str, value: &str, schema: &Schema| {
+            Filter::parse(&params(&[(key, value)]), &[], schema).map(|f| f.conditions[0].clone())
+        };
+        for op in ["", "__ne", "__lt", "__gt", "__lte", "__gte"] {
+            for field in [
+                "result",
+                "data.x",
+                "created",
+                "holdoff",
+                "parent",
+                "retry_counter",
+            ] {
+                let key = format!("{field}{op}");
+                let cond = one(&key, "null", &NODE_SCHEMA).expect("null is a value");
+                assert_eq!(cond.value, QValue::Null, "{key}");
+            }
+        }
+        // only the exact word; `__re` keeps its pattern
+        let text = one("result__ne", "NULL", &NODE_SCHEMA).expect("valid");
+        assert_eq!(text.value, QValue::Str("NULL".into()));
+        let re = one("name__re", "null", &NODE_SCHEMA).expect("valid");
+        assert_eq!(re.value, QValue::Str("null".into()));
+        for key in ["name__in", "name__nin", "data.x__in", "retry_counter__nin"] {
+            let err = one(key, "null", &NODE_SCHEMA).expect_err("null is not a list");
+            assert!(err.0.contains(key) && err.0.contains("null"), "{}", err.0);
+        }
+        for key in ["created__in", "parent__nin", "id__in"] {
+            assert!(one(key, "null", &NODE_SCHEMA).is_err(), "{key}");
+        }
+        assert!(one("username__in", "null", &USER_SCHEMA).is_err());
+        // a list that holds the word among others is a list of strings
+        let list = one("name__in", "null,x", &NODE_SCHEMA).expect("valid");
+        assert_eq!(list.value, QValue::List(vec!["null".into(), "x".into()]));
     }
 
     fn many_conditions(n: usize) -> Vec<(String, String)> {

@@ -119,7 +119,9 @@ impl Builder {
 /// A condition on a scalar TEXT column (never an array, never a number).
 fn column_sql(b: &mut Builder, col: &str, cond: &Condition) -> String {
     match (&cond.op, &cond.value) {
-        (Op::Eq, QValue::Null) => format!("{col} IS NULL"),
+        // null: `lte`/`gte` are equality, `lt`/`gt` hold for nothing (MongoDB).
+        (Op::Eq | Op::Lte | Op::Gte, QValue::Null) => format!("{col} IS NULL"),
+        (Op::Lt | Op::Gt, QValue::Null) => "0".into(),
         (Op::Eq, QValue::Str(v)) => format!("{col} = {}", b.text(v)),
         (Op::Eq, _) => "0".into(),
         (Op::Ne, QValue::Null) => format!("{col} IS NOT NULL"),
@@ -154,7 +156,8 @@ fn path_sql(b: &mut Builder, doc: &str, path: &str, cond: &Condition) -> String 
     let t = format!("json_type({doc}, '{path}')");
     let numeric = format!("{t} IN ('integer', 'real')");
     match (&cond.op, &cond.value) {
-        (Op::Eq, QValue::Null) => format!("{e} IS NULL"),
+        (Op::Eq | Op::Lte | Op::Gte, QValue::Null) => format!("{e} IS NULL"),
+        (Op::Lt | Op::Gt, QValue::Null) => "0".into(),
         (Op::Eq, QValue::Str(v)) => format!("{e} = {}", b.text(v)),
         (Op::Eq, QValue::Int(n)) => format!("({e} = {} AND {numeric})", b.bind(Param::Int(*n))),
         (Op::Eq, QValue::Bool(v)) => format!("{t} = '{v}'"),
@@ -307,6 +310,85 @@ mod tests {
         let filter =
             Filter::parse(&params(&[("name__gt", "5")]), &[], &NODE_SCHEMA).expect("valid");
         assert_eq!(to_sql(&filter, &NODE_TABLE).expect("sql").0, "0");
+    }
+
+    #[test]
+    fn null_comparisons_on_columns_and_indexed_paths() {
+        let sql = |key: &str| {
+            let filter =
+                Filter::parse(&params(&[(key, "null")]), &[], &NODE_SCHEMA).expect("valid");
+            let (sql, args) = to_sql(&filter, &NODE_TABLE).expect("sql");
+            // null binds nothing; an indexed path binds its kci_match condition
+            let bound = if key.starts_with("data.") { 1 } else { 0 };
+            assert_eq!(args.len(), bound, "{key}: {args:?}");
+            sql
+        };
+        assert_eq!(sql("result__ne"), "result IS NOT NULL");
+        assert_eq!(sql("result__lte"), "result IS NULL");
+        assert_eq!(sql("holdoff__gte"), "holdoff IS NULL");
+        assert_eq!(sql("result__lt"), "0");
+        assert_eq!(sql("created__gt"), "0");
+        let path = sql("data.arch__gte");
+        assert!(
+            path.contains("json_extract(doc, '$.data.arch') IS NULL AND irregular = 0"),
+            "{path}"
+        );
+        assert!(sql("data.arch__lt").contains("(0 AND irregular = 0)"));
+    }
+
+    /// The shared table of `null` cases, run through SQL (scalar columns,
+    /// indexed paths, `kci_match`) over stored nodes, agrees with the
+    /// expected names and with the Rust matcher over the same stored
+    /// documents.
+    #[test]
+    fn sql_and_the_matcher_agree_on_null_cases() {
+        use crate::model::node::Node;
+        use crate::query::matcher::matches;
+        use crate::query::testing::{Case, NULL_CASES, null_case_nodes};
+
+        let (_dir, store) = temp_store();
+        for body in null_case_nodes() {
+            let node = Node::create(&body, "owner", crate::timestamp::now()).expect("node");
+            store
+                .write(move |c, out| nodes::insert(c, out, &node))
+                .expect("insert");
+        }
+        let all = store
+            .read(|c| nodes::list(c, &Filter::default(), None, 0))
+            .expect("all");
+        assert_eq!(all.len(), 5);
+        let names = |docs: &[Value]| -> Vec<String> {
+            docs.iter()
+                .map(|d| d["name"].as_str().expect("name").to_string())
+                .collect()
+        };
+        let extra: &[Case] = &[
+            // fields every stored node has
+            (&[("timeout__ne", "null")], &["a", "b", "c", "d", "e"]),
+            (&[("created__lte", "null")], &[]),
+            (&[("retry_counter__ne", "null")], &["a", "b", "c", "d", "e"]),
+            (&[("retry_counter__gte", "null")], &[]),
+            (
+                &[("state__ne", "null"), ("result__gte", "null")],
+                &["c", "d"],
+            ),
+            (&[("id__ne", "null")], &["a", "b", "c", "d", "e"]),
+        ];
+        for (pairs, want) in NULL_CASES.iter().chain(extra) {
+            let filter = Filter::parse(&params(pairs), &[], &NODE_SCHEMA).expect("valid");
+            let by_sql = store
+                .read(|c| nodes::list(c, &filter, None, 0))
+                .expect("list");
+            let by_matcher: Vec<Value> = all
+                .iter()
+                .filter(|d| matches(&filter, d))
+                .cloned()
+                .collect();
+            assert_eq!(names(&by_sql), *want, "SQL {pairs:?}");
+            assert_eq!(names(&by_matcher), *want, "matcher {pairs:?}");
+            let count = store.read(|c| nodes::count(c, &filter)).expect("count");
+            assert_eq!(count, want.len() as u64, "count {pairs:?}");
+        }
     }
 
     /// SQLite's defaults in the bundled build.

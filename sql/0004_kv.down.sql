@@ -1,0 +1,2 @@
+-- Exact inverse of 0004_kv.up.sql.
+DROP TABLE kv;
