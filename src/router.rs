@@ -2,7 +2,7 @@
 //! prefix was stripped. A path that exists with another method is a 405,
 //! anything else a 404.
 
-use crate::api::{account, events, groups, nodes, pages, pubsub, users};
+use crate::api::{account, events, groups, nodes, pages, pubsub, telemetry, users};
 use crate::app::App;
 use crate::http::{ApiError, Method, Reply, Req};
 
@@ -73,6 +73,10 @@ fn lookup<'a>(method: Method, segments: &'a [&'a str]) -> Option<Handler<'a>> {
         (Get, ["pop", list]) => reply(move |a, r| pubsub::pop(a, r, list)),
         (Get, ["stats", "subscriptions"]) => now(pubsub::stats),
         (Get, ["events"]) => now(events::list),
+        (Post, ["telemetry"]) => now(telemetry::create),
+        (Get, ["telemetry"]) => now(telemetry::list),
+        (Get, ["telemetry", "stats"]) => now(telemetry::stats),
+        (Get, ["telemetry", "anomalies"]) => now(telemetry::anomalies),
         _ => None,
     }
 }

@@ -1,7 +1,7 @@
 //! The node state machine's timer: one thread that sleeps until the
 //! earliest pending deadline (or until a node changes) and performs the
 //! time-driven transitions itself, each an ordinary node update with its
-//! event. Also the periodic purges of old events and nodes.
+//! event. Also the periodic purges of old events, telemetry and nodes.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::model::node::{CLOSING_GRACE_MS, Node};
-use crate::store::{Outbox, Store, StoreError, events, nodes};
+use crate::model::telemetry::oldest_kept;
+use crate::store::{Outbox, Store, StoreError, events, nodes, telemetry};
 use crate::timestamp::{self, Clock, Timestamp};
 
 /// Longest sleep without looking at the database.
@@ -17,8 +18,11 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// First node purge after start, then every PURGE_EVERY.
 const FIRST_NODE_PURGE: Duration = Duration::from_secs(600);
 const NODE_PURGE_EVERY: Duration = Duration::from_secs(24 * 3600);
-/// Event-history expiry runs this often.
+/// Event-history and telemetry expiry run this often.
 const EVENT_PURGE_EVERY: Duration = Duration::from_secs(600);
+/// Most expired telemetry events deleted in one transaction: a large
+/// backlog is deleted in several, so that other writes go in between.
+const TELEMETRY_PURGE_BATCH: usize = 10_000;
 /// Shortest time between two scans of the closing nodes (each node change
 /// asks for one; the contract allows one second).
 const CLOSING_SCAN_EVERY: Duration = Duration::from_millis(250);
@@ -36,6 +40,8 @@ pub struct TimerConfig {
     pub source: String,
     /// Events older than this many seconds are purged from the history.
     pub event_ttl_secs: u64,
+    /// Telemetry events older than this many seconds are purged.
+    pub telemetry_ttl_secs: u64,
     /// Nodes (checkouts excepted) created more than this many days ago are
     /// purged.
     pub node_purge_age_days: u64,
@@ -146,6 +152,9 @@ fn housekeeping(
         if let Err(err) = store.write(move |c, _| events::purge(c, &oldest)) {
             eprintln!("kci-lite: event history purge failed: {err}");
         }
+        if let Err(err) = purge_telemetry(store, oldest_kept(now, cfg.telemetry_ttl_secs)) {
+            eprintln!("kci-lite: telemetry purge failed: {err}");
+        }
     }
     if at >= *next_nodes {
         *next_nodes = at + NODE_PURGE_EVERY;
@@ -157,6 +166,19 @@ fn housekeeping(
                 cfg.node_purge_age_days
             ),
             Err(err) => eprintln!("kci-lite: node purge failed: {err}"),
+        }
+    }
+}
+
+/// Deletes the telemetry events older than `oldest`, at most
+/// TELEMETRY_PURGE_BATCH per transaction; how many.
+fn purge_telemetry(store: &Store, oldest: Timestamp) -> Result<usize, StoreError> {
+    let mut purged = 0;
+    loop {
+        let n = store.write(move |c, _| telemetry::purge(c, &oldest, TELEMETRY_PURGE_BATCH))?;
+        purged += n;
+        if n < TELEMETRY_PURGE_BATCH {
+            return Ok(purged);
         }
     }
 }
@@ -527,6 +549,7 @@ mod tests {
         let cfg = TimerConfig {
             source: SOURCE.into(),
             event_ttl_secs: 24 * 3600,
+            telemetry_ttl_secs: 2 * 24 * 3600,
             node_purge_age_days: 10,
         };
         let clock = ManualClock::new();
@@ -574,6 +597,86 @@ mod tests {
         assert!(node_exists(&store, &young_node.id));
     }
 
+    fn telemetry_at(store: &Store, times: &[Timestamp]) {
+        let body = Value::Array(
+            times
+                .iter()
+                .map(|at| json!({"kind": "k", "runtime": "r", "ts": text(*at)}))
+                .collect(),
+        );
+        let batch = crate::model::telemetry::parse_batch(&body, t0()).expect("valid");
+        store
+            .write(move |c, _| telemetry::insert(c, &batch))
+            .expect("insert");
+    }
+
+    fn telemetry_times(store: &Store) -> Vec<Timestamp> {
+        let q = telemetry::ListQuery::default();
+        let mut times = Vec::new();
+        store
+            .read(|c| {
+                telemetry::each(c, &q, None, 0, &mut |e| {
+                    times.push(e.ts);
+                    true
+                })
+            })
+            .expect("read");
+        times.sort();
+        times
+    }
+
+    #[test]
+    fn housekeeping_purges_expired_telemetry_in_batches() {
+        let (_dir, store) = temp_store();
+        let cfg = TimerConfig {
+            source: SOURCE.into(),
+            event_ttl_secs: 24 * 3600,
+            telemetry_ttl_secs: 3600,
+            node_purge_age_days: 10,
+        };
+        let clock = ManualClock::new();
+        let now = clock.now();
+        let ttl = secs(3600);
+        // more expired events than one purge transaction takes
+        let expired: Vec<Timestamp> = (0..TELEMETRY_PURGE_BATCH + 5)
+            .map(|i| now - ttl - secs(1 + (i % 100) as i64))
+            .collect();
+        for chunk in expired.chunks(crate::model::telemetry::MAX_EVENTS_PER_REQUEST) {
+            telemetry_at(&store, chunk);
+        }
+        let kept = [now - ttl, now - ttl + secs(60), now + secs(3600)];
+        telemetry_at(&store, &kept);
+        let at = clock.instant();
+        let (mut next_events, mut next_nodes) = (at, at + NODE_PURGE_EVERY);
+        housekeeping(&store, &cfg, now, at, &mut next_events, &mut next_nodes);
+        assert_eq!(
+            telemetry_times(&store),
+            kept,
+            "exactly the expired ones are gone"
+        );
+        // the next purge waits for the event purge's cadence, then cuts at its own now
+        clock.advance(Duration::from_secs(120));
+        housekeeping(
+            &store,
+            &cfg,
+            clock.now(),
+            clock.instant(),
+            &mut next_events,
+            &mut next_nodes,
+        );
+        assert_eq!(telemetry_times(&store).len(), 3);
+        clock.advance(EVENT_PURGE_EVERY);
+        housekeeping(
+            &store,
+            &cfg,
+            clock.now(),
+            clock.instant(),
+            &mut next_events,
+            &mut next_nodes,
+        );
+        assert_eq!(telemetry_times(&store), [now + secs(3600)]);
+    }
+
     #[test]
     fn the_thread_reads_the_time_from_its_clock() {
         let (_dir, store) = temp_store();
@@ -588,6 +691,7 @@ mod tests {
         let cfg = TimerConfig {
             source: SOURCE.into(),
             event_ttl_secs: 3600,
+            telemetry_ttl_secs: 3600,
             node_purge_age_days: 10,
         };
         let mut timer =

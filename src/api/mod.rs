@@ -7,6 +7,7 @@ pub mod groups;
 pub mod nodes;
 pub mod pages;
 pub mod pubsub;
+pub mod telemetry;
 pub mod users;
 
 use serde_json::{Value, json};

@@ -34,6 +34,12 @@ pub const MIGRATIONS: &[Migration] = &[
         up: include_str!("../../sql/0003_pubsub.up.sql"),
         down: include_str!("../../sql/0003_pubsub.down.sql"),
     },
+    Migration {
+        version: 5,
+        name: "telemetry",
+        up: include_str!("../../sql/0005_telemetry.up.sql"),
+        down: include_str!("../../sql/0005_telemetry.down.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.
@@ -168,10 +174,12 @@ mod tests {
     #[test]
     fn fresh_rerun_down_and_too_new() {
         let c = Connection::open_in_memory().expect("db");
-        assert_eq!(up(&c, None).expect("up"), vec![1, 2, 3]);
+        let all: Vec<u32> = MIGRATIONS.iter().map(|m| m.version).collect();
+        assert_eq!(up(&c, None).expect("up"), all);
         assert!(up(&c, None).expect("rerun").is_empty());
         assert!(status(&c).expect("status")[0].applied_at.is_some());
-        assert_eq!(down(&c, 0).expect("down"), vec![3, 2, 1]);
+        let reverted: Vec<u32> = all.iter().rev().copied().collect();
+        assert_eq!(down(&c, 0).expect("down"), reverted);
         let tables: i64 = c
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name != 'schema_migrations' AND name NOT LIKE 'sqlite_%'",
@@ -180,7 +188,7 @@ mod tests {
             )
             .expect("count");
         assert_eq!(tables, 0, "down is the exact inverse of up");
-        assert_eq!(up(&c, None).expect("up again"), vec![1, 2, 3]);
+        assert_eq!(up(&c, None).expect("up again"), all);
         c.execute(
             "INSERT INTO schema_migrations VALUES (999, 'future', 'x')",
             [],
