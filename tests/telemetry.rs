@@ -909,7 +909,12 @@ fn an_older_database_gains_the_table_and_loses_it_on_the_way_down() {
     assert_eq!(migrate::current(&c).unwrap(), migrate::latest());
     assert_eq!(
         tables(&c),
-        ["telemetry", "telemetry_kind_ts", "telemetry_ts"]
+        [
+            "telemetry",
+            "telemetry_infra",
+            "telemetry_kind_ts",
+            "telemetry_ts"
+        ]
     );
     let kept: String = c
         .query_row("SELECT value FROM meta WHERE key = 'kept'", [], |r| {

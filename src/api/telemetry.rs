@@ -10,9 +10,8 @@ use super::{page, pagination};
 use crate::app::App;
 use crate::auth;
 use crate::http::{ApiError, ApiResult, Req, Resp};
-use crate::model::telemetry::query::{
-    self, AnomalyQuery, ParamError, Ranking, StatsQuery, TimeRange,
-};
+use crate::model::telemetry::query::{self, AnomalyQuery, ParamError, StatsQuery, TimeRange};
+use crate::model::telemetry::rows::{self, Ranking};
 use crate::model::telemetry::{self as model, BatchError};
 use crate::query::{Filter, Schema};
 use crate::store::StoreError;
@@ -83,14 +82,14 @@ pub fn list(app: &App, req: &Req) -> ApiResult {
     if limit > STREAM_ABOVE {
         // The envelope's key order: items, total, limit, offset.
         let suffix = format!("],\"total\":{total},\"limit\":{limit},\"offset\":{offset}}}");
-        let rows: Rows = Box::new(move |c, emit| {
+        let source: Rows = Box::new(move |c, emit| {
             telemetry::each(c, &q, Some(limit), offset, &mut |event| {
                 emit(&event.to_json().to_string())
             })
         });
         let stream = app
             .store
-            .stream_array("{\"items\":[".into(), suffix, rows)?;
+            .stream_array("{\"items\":[".into(), suffix, source)?;
         return Ok(Resp::json_stream(stream));
     }
     let items = app
@@ -104,12 +103,12 @@ pub fn list(app: &App, req: &Req) -> ApiResult {
 pub fn stats(app: &App, req: &Req) -> ApiResult {
     let mut q = StatsQuery::parse(&req.query)?;
     q.range = q.range.kept(oldest(app, timestamp::now()));
-    let rows: Rows = Box::new(move |c, emit| {
+    let source: Rows = Box::new(move |c, emit| {
         telemetry::stats(c, &q, &mut |values, counts| {
-            emit(&query::stats_row(&q.group_by, values, counts).to_string())
+            emit(&rows::stats_row(&q.group_by, values, counts).to_string())
         })
     });
-    let stream = app.store.stream_array("[".into(), "]".into(), rows)?;
+    let stream = app.store.stream_array("[".into(), "]".into(), source)?;
     Ok(Resp::json_stream(stream))
 }
 
@@ -119,11 +118,16 @@ pub fn anomalies(app: &App, req: &Req) -> ApiResult {
     let now = timestamp::now();
     let q = AnomalyQuery::parse(&req.query, now)?;
     let from = q.since.max(oldest(app, now));
-    let (rows, errors) = app.store.read(|c| {
+    let (groups, errors) = app.store.read(|c| {
         let mut ranking = Ranking::new(&q);
         telemetry::result_groups(c, q.scope, &from, q.min_total, &mut |g| ranking.offer(g))?;
+        let mut groups = ranking.finish();
+        for group in &mut groups {
+            telemetry::fill_latest(c, q.scope, group)?;
+        }
         let errors = telemetry::error_groups(c, &from, q.min_total)?;
-        Ok::<_, StoreError>((ranking.rows(), errors))
+        Ok::<_, StoreError>((groups, errors))
     })?;
-    Ok(Resp::json(&query::anomalies_answer(&q, rows, &errors)))
+    let results = groups.iter().map(|g| g.to_row(q.scope)).collect();
+    Ok(Resp::json(&rows::anomalies_answer(&q, results, &errors)))
 }

@@ -1,9 +1,10 @@
 //! Telemetry events (API.md 12): the event in the contract's key order, the
 //! validation of a `POST /telemetry` batch (all or nothing) and the
-//! retention rule. The parameters and answer rows of `/telemetry/stats` and
-//! `/telemetry/anomalies` are [`query`]. Pure: the clock is a parameter.
+//! retention rule. The parameters of the reads are [`query`], the answer
+//! rows of stats and anomalies [`rows`]. Pure: the clock is a parameter.
 
 pub mod query;
+pub mod rows;
 
 use serde_json::{Map, Value, json};
 
@@ -22,21 +23,38 @@ pub struct TelemetryEvent {
     pub id: String,
     /// When it happened; the time of the request when not given.
     pub ts: Timestamp,
+    /// What happened: `job_submission`, `job_result`, `test_result`,
+    /// `job_skip`, `runtime_error`, ... (free text).
     pub kind: String,
+    /// The runtime (lab) it happened in.
     pub runtime: String,
+    /// The device type (platform).
     pub device_type: Option<String>,
+    /// The physical device.
     pub device_id: Option<String>,
+    /// The job configuration's name.
     pub job_name: Option<String>,
+    /// The test case, for test results.
     pub test_name: Option<String>,
+    /// The runtime's job id (a LAVA job id).
     pub job_id: Option<String>,
+    /// The API node it is about.
     pub node_id: Option<String>,
+    /// The kernel tree.
     pub tree: Option<String>,
+    /// The kernel branch.
     pub branch: Option<String>,
+    /// The CPU architecture.
     pub arch: Option<String>,
+    /// `pass`, `fail`, `incomplete`, `skip` (free text).
     pub result: Option<String>,
+    /// Whether a failure was the infrastructure's.
     pub is_infra_error: bool,
+    /// The error category (`online_check`, `queue_depth`, ...).
     pub error_type: Option<String>,
+    /// The error's details.
     pub error_msg: Option<String>,
+    /// The retry attempt.
     pub retry: i64,
     /// Free-form details.
     pub extra: Map<String, Value>,
