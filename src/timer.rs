@@ -21,8 +21,11 @@ const NODE_PURGE_EVERY: Duration = Duration::from_secs(24 * 3600);
 /// Event-history and telemetry expiry run this often.
 const EVENT_PURGE_EVERY: Duration = Duration::from_secs(600);
 /// Most expired telemetry events deleted in one transaction: a large
-/// backlog is deleted in several, so that other writes go in between.
+/// backlog is deleted in several, so that other writes and the timer's
+/// node transitions go in between.
 const TELEMETRY_PURGE_BATCH: usize = 10_000;
+/// Pause between two telemetry purge transactions while a backlog lasts.
+const TELEMETRY_PURGE_AGAIN: Duration = Duration::from_millis(100);
 /// Shortest time between two scans of the closing nodes (each node change
 /// asks for one; the contract allows one second).
 const CLOSING_SCAN_EVERY: Duration = Duration::from_millis(250);
@@ -152,9 +155,6 @@ fn housekeeping(
         if let Err(err) = store.write(move |c, _| events::purge(c, &oldest)) {
             eprintln!("kci-lite: event history purge failed: {err}");
         }
-        if let Err(err) = purge_telemetry(store, oldest_kept(now, cfg.telemetry_ttl_secs)) {
-            eprintln!("kci-lite: telemetry purge failed: {err}");
-        }
     }
     if at >= *next_nodes {
         *next_nodes = at + NODE_PURGE_EVERY;
@@ -170,17 +170,32 @@ fn housekeeping(
     }
 }
 
-/// Deletes the telemetry events older than `oldest`, at most
-/// TELEMETRY_PURGE_BATCH per transaction; how many.
-fn purge_telemetry(store: &Store, oldest: Timestamp) -> Result<usize, StoreError> {
-    let mut purged = 0;
-    loop {
-        let n = store.write(move |c, _| telemetry::purge(c, &oldest, TELEMETRY_PURGE_BATCH))?;
-        purged += n;
-        if n < TELEMETRY_PURGE_BATCH {
-            return Ok(purged);
-        }
+/// Purges expired telemetry when it is due at `at` (monotonic): one
+/// transaction deleting at most TELEMETRY_PURGE_BATCH of the events older
+/// than the retention at `now` (wall clock). A full batch means more are
+/// left, and the next one is due TELEMETRY_PURGE_AGAIN later, so that a
+/// large backlog never holds up the node transitions of a timer pass for
+/// long; otherwise the next purge is due after EVENT_PURGE_EVERY.
+fn purge_telemetry(
+    store: &Store,
+    cfg: &TimerConfig,
+    now: Timestamp,
+    at: Instant,
+    next: &mut Instant,
+) {
+    if at < *next {
+        return;
     }
+    let oldest = oldest_kept(now, cfg.telemetry_ttl_secs);
+    let purged = store.write(move |c, _| telemetry::purge(c, &oldest, TELEMETRY_PURGE_BATCH));
+    *next = match purged {
+        Ok(n) if n >= TELEMETRY_PURGE_BATCH => at + TELEMETRY_PURGE_AGAIN,
+        Ok(_) => at + EVENT_PURGE_EVERY,
+        Err(err) => {
+            eprintln!("kci-lite: telemetry purge failed: {err}");
+            at + EVENT_PURGE_EVERY
+        }
+    };
 }
 
 impl Timer {
@@ -198,6 +213,7 @@ impl Timer {
             .spawn(move || {
                 let started = clock.instant();
                 let mut next_events = started;
+                let mut next_telemetry = started;
                 let mut next_nodes = started + FIRST_NODE_PURGE;
                 // Nodes changed since the last closing scan (true at start:
                 // deadlines passed while the server was down).
@@ -214,7 +230,9 @@ impl Timer {
                         eprintln!("kci-lite: timer pass failed: {err}");
                     }
                     housekeeping(&store, &cfg, now, at, &mut next_events, &mut next_nodes);
-                    let mut wait = sleep_for(&store, now);
+                    purge_telemetry(&store, &cfg, now, at, &mut next_telemetry);
+                    let mut wait = sleep_for(&store, now)
+                        .min(next_telemetry.saturating_duration_since(clock.instant()));
                     if changed {
                         let since_scan = at.duration_since(last_scan);
                         wait = wait.min(CLOSING_SCAN_EVERY.saturating_sub(since_scan));
@@ -626,7 +644,7 @@ mod tests {
     }
 
     #[test]
-    fn housekeeping_purges_expired_telemetry_in_batches() {
+    fn expired_telemetry_is_purged_one_bounded_batch_per_pass() {
         let (_dir, store) = temp_store();
         let cfg = TimerConfig {
             source: SOURCE.into(),
@@ -647,33 +665,32 @@ mod tests {
         let kept = [now - ttl, now - ttl + secs(60), now + secs(3600)];
         telemetry_at(&store, &kept);
         let at = clock.instant();
-        let (mut next_events, mut next_nodes) = (at, at + NODE_PURGE_EVERY);
-        housekeeping(&store, &cfg, now, at, &mut next_events, &mut next_nodes);
+        let mut next = at;
+        purge_telemetry(&store, &cfg, now, at, &mut next);
+        assert_eq!(
+            telemetry_times(&store).len(),
+            kept.len() + 5,
+            "one full batch"
+        );
+        assert_eq!(
+            next,
+            at + TELEMETRY_PURGE_AGAIN,
+            "more are left: soon again"
+        );
+        purge_telemetry(&store, &cfg, now, at, &mut next);
+        assert_eq!(telemetry_times(&store).len(), kept.len() + 5, "not due yet");
+        clock.advance(TELEMETRY_PURGE_AGAIN);
+        let at = clock.instant();
+        purge_telemetry(&store, &cfg, now, at, &mut next);
         assert_eq!(
             telemetry_times(&store),
             kept,
             "exactly the expired ones are gone"
         );
-        // the next purge waits for the event purge's cadence, then cuts at its own now
-        clock.advance(Duration::from_secs(120));
-        housekeeping(
-            &store,
-            &cfg,
-            clock.now(),
-            clock.instant(),
-            &mut next_events,
-            &mut next_nodes,
-        );
-        assert_eq!(telemetry_times(&store).len(), 3);
+        assert_eq!(next, at + EVENT_PURGE_EVERY, "none left: the usual cadence");
+        // the next purge cuts at its own now
         clock.advance(EVENT_PURGE_EVERY);
-        housekeeping(
-            &store,
-            &cfg,
-            clock.now(),
-            clock.instant(),
-            &mut next_events,
-            &mut next_nodes,
-        );
+        purge_telemetry(&store, &cfg, clock.now(), clock.instant(), &mut next);
         assert_eq!(telemetry_times(&store), [now + secs(3600)]);
     }
 
