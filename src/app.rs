@@ -127,6 +127,7 @@ impl App {
             TimerConfig {
                 source: config.cloud_events_source.clone(),
                 event_ttl_secs: config.event_history_ttl_secs,
+                telemetry_ttl_secs: config.telemetry_ttl_secs,
                 node_purge_age_days: config.node_purge_age_days,
             },
             timer_rx,

@@ -94,8 +94,8 @@ pub struct Config {
     pub smtp: Option<Smtp>,
     pub email_sender: String,
     pub event_history_ttl_secs: u64,
-    /// `TELEMETRY_TTL_SECONDS`: parsed and checked; kci-lite stores no
-    /// telemetry, so nothing uses it.
+    /// `TELEMETRY_TTL_SECONDS`: telemetry events older than this are
+    /// purged by the timer and never shown.
     pub telemetry_ttl_secs: u64,
     pub node_purge_age_days: u64,
     pub max_body_bytes: u64,

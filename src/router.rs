@@ -2,7 +2,7 @@
 //! prefix was stripped. A path that exists with another method is a 405,
 //! anything else a 404.
 
-use crate::api::{account, events, groups, kv, nodes, pages, pubsub, users};
+use crate::api::{account, events, groups, kv, nodes, pages, pubsub, telemetry, users};
 use crate::app::App;
 use crate::http::{ApiError, Method, Reply, Req};
 
@@ -76,6 +76,10 @@ fn lookup<'a>(method: Method, segments: &'a [&'a str]) -> Option<Handler<'a>> {
         (Get, ["kv", ns, key]) => now(move |a, r| kv::get(a, r, ns, key)),
         (Post, ["kv", ns, key]) => now(move |a, r| kv::set(a, r, ns, key)),
         (Delete, ["kv", ns, key]) => now(move |a, r| kv::delete(a, r, ns, key)),
+        (Post, ["telemetry"]) => now(telemetry::create),
+        (Get, ["telemetry"]) => now(telemetry::list),
+        (Get, ["telemetry", "stats"]) => now(telemetry::stats),
+        (Get, ["telemetry", "anomalies"]) => now(telemetry::anomalies),
         _ => None,
     }
 }

@@ -1,7 +1,7 @@
 //! The node state machine's timer: one thread that sleeps until the
 //! earliest pending deadline (or until a node changes) and performs the
 //! time-driven transitions itself, each an ordinary node update with its
-//! event. Also the periodic purges of old events and nodes.
+//! event. Also the periodic purges of old events, telemetry and nodes.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::model::node::{CLOSING_GRACE_MS, Node};
-use crate::store::{Outbox, Store, StoreError, events, nodes};
+use crate::model::telemetry::oldest_kept;
+use crate::store::{Outbox, Store, StoreError, events, nodes, telemetry};
 use crate::timestamp::{self, Clock, Timestamp};
 
 /// Longest sleep without looking at the database.
@@ -17,8 +18,14 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// First node purge after start, then every PURGE_EVERY.
 const FIRST_NODE_PURGE: Duration = Duration::from_secs(600);
 const NODE_PURGE_EVERY: Duration = Duration::from_secs(24 * 3600);
-/// Event-history expiry runs this often.
+/// Event-history and telemetry expiry run this often.
 const EVENT_PURGE_EVERY: Duration = Duration::from_secs(600);
+/// Most expired telemetry events deleted in one transaction: a large
+/// backlog is deleted in several, so that other writes and the timer's
+/// node transitions go in between.
+const TELEMETRY_PURGE_BATCH: usize = 10_000;
+/// Pause between two telemetry purge transactions while a backlog lasts.
+const TELEMETRY_PURGE_AGAIN: Duration = Duration::from_millis(100);
 /// Shortest time between two scans of the closing nodes (each node change
 /// asks for one; the contract allows one second).
 const CLOSING_SCAN_EVERY: Duration = Duration::from_millis(250);
@@ -36,6 +43,8 @@ pub struct TimerConfig {
     pub source: String,
     /// Events older than this many seconds are purged from the history.
     pub event_ttl_secs: u64,
+    /// Telemetry events older than this many seconds are purged.
+    pub telemetry_ttl_secs: u64,
     /// Nodes (checkouts excepted) created more than this many days ago are
     /// purged.
     pub node_purge_age_days: u64,
@@ -161,6 +170,34 @@ fn housekeeping(
     }
 }
 
+/// Purges expired telemetry when it is due at `at` (monotonic): one
+/// transaction deleting at most TELEMETRY_PURGE_BATCH of the events older
+/// than the retention at `now` (wall clock). A full batch means more are
+/// left, and the next one is due TELEMETRY_PURGE_AGAIN later, so that a
+/// large backlog never holds up the node transitions of a timer pass for
+/// long; otherwise the next purge is due after EVENT_PURGE_EVERY.
+fn purge_telemetry(
+    store: &Store,
+    cfg: &TimerConfig,
+    now: Timestamp,
+    at: Instant,
+    next: &mut Instant,
+) {
+    if at < *next {
+        return;
+    }
+    let oldest = oldest_kept(now, cfg.telemetry_ttl_secs);
+    let purged = store.write(move |c, _| telemetry::purge(c, &oldest, TELEMETRY_PURGE_BATCH));
+    *next = match purged {
+        Ok(n) if n >= TELEMETRY_PURGE_BATCH => at + TELEMETRY_PURGE_AGAIN,
+        Ok(_) => at + EVENT_PURGE_EVERY,
+        Err(err) => {
+            eprintln!("kci-lite: telemetry purge failed: {err}");
+            at + EVENT_PURGE_EVERY
+        }
+    };
+}
+
 impl Timer {
     /// Starts the timer; `wake` receives a message whenever nodes change.
     /// Every reading of the time comes from `clock`, once per pass.
@@ -176,6 +213,7 @@ impl Timer {
             .spawn(move || {
                 let started = clock.instant();
                 let mut next_events = started;
+                let mut next_telemetry = started;
                 let mut next_nodes = started + FIRST_NODE_PURGE;
                 // Nodes changed since the last closing scan (true at start:
                 // deadlines passed while the server was down).
@@ -192,7 +230,9 @@ impl Timer {
                         eprintln!("kci-lite: timer pass failed: {err}");
                     }
                     housekeeping(&store, &cfg, now, at, &mut next_events, &mut next_nodes);
-                    let mut wait = sleep_for(&store, now);
+                    purge_telemetry(&store, &cfg, now, at, &mut next_telemetry);
+                    let mut wait = sleep_for(&store, now)
+                        .min(next_telemetry.saturating_duration_since(clock.instant()));
                     if changed {
                         let since_scan = at.duration_since(last_scan);
                         wait = wait.min(CLOSING_SCAN_EVERY.saturating_sub(since_scan));
@@ -527,6 +567,7 @@ mod tests {
         let cfg = TimerConfig {
             source: SOURCE.into(),
             event_ttl_secs: 24 * 3600,
+            telemetry_ttl_secs: 2 * 24 * 3600,
             node_purge_age_days: 10,
         };
         let clock = ManualClock::new();
@@ -574,6 +615,85 @@ mod tests {
         assert!(node_exists(&store, &young_node.id));
     }
 
+    fn telemetry_at(store: &Store, times: &[Timestamp]) {
+        let body = Value::Array(
+            times
+                .iter()
+                .map(|at| json!({"kind": "k", "runtime": "r", "ts": text(*at)}))
+                .collect(),
+        );
+        let batch = crate::model::telemetry::parse_batch(&body, t0()).expect("valid");
+        store
+            .write(move |c, _| telemetry::insert(c, &batch))
+            .expect("insert");
+    }
+
+    fn telemetry_times(store: &Store) -> Vec<Timestamp> {
+        let q = telemetry::ListQuery::default();
+        let mut times = Vec::new();
+        store
+            .read(|c| {
+                telemetry::each(c, &q, None, 0, &mut |e| {
+                    times.push(e.ts);
+                    true
+                })
+            })
+            .expect("read");
+        times.sort();
+        times
+    }
+
+    #[test]
+    fn expired_telemetry_is_purged_one_bounded_batch_per_pass() {
+        let (_dir, store) = temp_store();
+        let cfg = TimerConfig {
+            source: SOURCE.into(),
+            event_ttl_secs: 24 * 3600,
+            telemetry_ttl_secs: 3600,
+            node_purge_age_days: 10,
+        };
+        let clock = ManualClock::new();
+        let now = clock.now();
+        let ttl = secs(3600);
+        // more expired events than one purge transaction takes
+        let expired: Vec<Timestamp> = (0..TELEMETRY_PURGE_BATCH + 5)
+            .map(|i| now - ttl - secs(1 + (i % 100) as i64))
+            .collect();
+        for chunk in expired.chunks(crate::model::telemetry::MAX_EVENTS_PER_REQUEST) {
+            telemetry_at(&store, chunk);
+        }
+        let kept = [now - ttl, now - ttl + secs(60), now + secs(3600)];
+        telemetry_at(&store, &kept);
+        let at = clock.instant();
+        let mut next = at;
+        purge_telemetry(&store, &cfg, now, at, &mut next);
+        assert_eq!(
+            telemetry_times(&store).len(),
+            kept.len() + 5,
+            "one full batch"
+        );
+        assert_eq!(
+            next,
+            at + TELEMETRY_PURGE_AGAIN,
+            "more are left: soon again"
+        );
+        purge_telemetry(&store, &cfg, now, at, &mut next);
+        assert_eq!(telemetry_times(&store).len(), kept.len() + 5, "not due yet");
+        clock.advance(TELEMETRY_PURGE_AGAIN);
+        let at = clock.instant();
+        purge_telemetry(&store, &cfg, now, at, &mut next);
+        assert_eq!(
+            telemetry_times(&store),
+            kept,
+            "exactly the expired ones are gone"
+        );
+        assert_eq!(next, at + EVENT_PURGE_EVERY, "none left: the usual cadence");
+        // the next purge cuts at its own now
+        clock.advance(EVENT_PURGE_EVERY);
+        purge_telemetry(&store, &cfg, clock.now(), clock.instant(), &mut next);
+        assert_eq!(telemetry_times(&store), [now + secs(3600)]);
+    }
+
     #[test]
     fn the_thread_reads_the_time_from_its_clock() {
         let (_dir, store) = temp_store();
@@ -588,6 +708,7 @@ mod tests {
         let cfg = TimerConfig {
             source: SOURCE.into(),
             event_ttl_secs: 3600,
+            telemetry_ttl_secs: 3600,
             node_purge_age_days: 10,
         };
         let mut timer =

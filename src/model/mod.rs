@@ -3,5 +3,6 @@
 pub mod event;
 pub mod node;
 pub mod node_data;
+pub mod telemetry;
 pub mod user;
 pub mod validate;

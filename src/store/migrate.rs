@@ -40,6 +40,12 @@ pub const MIGRATIONS: &[Migration] = &[
         up: include_str!("../../sql/0004_kv.up.sql"),
         down: include_str!("../../sql/0004_kv.down.sql"),
     },
+    Migration {
+        version: 5,
+        name: "telemetry",
+        up: include_str!("../../sql/0005_telemetry.up.sql"),
+        down: include_str!("../../sql/0005_telemetry.down.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -11,6 +11,7 @@ pub mod nodes;
 pub mod queues;
 pub mod stream;
 pub mod subscribers;
+pub mod telemetry;
 pub mod users;
 mod writer;
 
