@@ -1,8 +1,8 @@
-//! A query-language [`Filter`] as SQL: scalar columns and indexed JSON
-//! paths where a table has them, `kci_match` (the Rust matcher) for every
-//! other field. Keys never reach SQL as text and values are always bound.
-//! The node column map here must agree with the row mapping in
-//! `store/nodes.rs` and the schema in `sql/`.
+//! A query-language [`Filter`] as SQL: scalar columns and the columns of
+//! indexed JSON paths where a table has them, `kci_match` (the Rust
+//! matcher) for every other field. Keys never reach SQL as text and values
+//! are always bound. The node column map here must agree with the row
+//! mapping in `store/nodes.rs` and the schema in `sql/`.
 
 use serde_json::Value;
 
@@ -18,22 +18,27 @@ pub enum Param {
     Int(i64),
 }
 
-/// How a collection's fields map to SQL: scalar columns, indexed JSON
-/// expressions, and the document column for everything else.
+/// How a collection's fields map to SQL: scalar columns, the columns that
+/// hold the scalar at an indexed JSON path, and the document column for
+/// everything else.
 pub struct SqlTable {
     /// The JSON document column.
     pub doc: &'static str,
     /// Fields stored in scalar text columns: (field, column).
     pub columns: &'static [(&'static str, &'static str)],
-    /// Dotted fields with an expression index: (field, JSON path).
+    /// Dotted fields with an indexed column of their own: (field, column).
+    /// The column holds the JSON scalar at the path with its type (text,
+    /// integer or real; NULL when missing or null) in a regular row, and
+    /// NULL in an irregular one; [`path_columns`] fills them.
     pub indexed_paths: &'static [(&'static str, &'static str)],
     /// Column flagging rows whose indexed paths run through arrays or end
-    /// in objects; such rows are matched by `kci_match` instead.
+    /// in objects or booleans; such rows are matched by `kci_match`
+    /// instead.
     pub irregular: Option<&'static str>,
 }
 
 /// The node table: the columns that `nodes::row` fills, and the paths
-/// that have an expression index in `sql/`.
+/// that have an indexed column in `sql/`.
 pub const NODE_TABLE: SqlTable = SqlTable {
     doc: "doc",
     columns: &[
@@ -52,19 +57,13 @@ pub const NODE_TABLE: SqlTable = SqlTable {
         ("holdoff", "holdoff"),
     ],
     indexed_paths: &[
-        ("data.kernel_revision.tree", "$.data.kernel_revision.tree"),
-        (
-            "data.kernel_revision.branch",
-            "$.data.kernel_revision.branch",
-        ),
-        (
-            "data.kernel_revision.commit",
-            "$.data.kernel_revision.commit",
-        ),
-        ("data.arch", "$.data.arch"),
-        ("data.defconfig", "$.data.defconfig"),
-        ("data.platform", "$.data.platform"),
-        ("data.runtime", "$.data.runtime"),
+        ("data.kernel_revision.tree", "k_tree"),
+        ("data.kernel_revision.branch", "k_branch"),
+        ("data.kernel_revision.commit", "k_commit"),
+        ("data.arch", "d_arch"),
+        ("data.defconfig", "d_defconfig"),
+        ("data.platform", "d_platform"),
+        ("data.runtime", "d_runtime"),
     ],
     irregular: Some("irregular"),
 };
@@ -148,25 +147,27 @@ fn comparison(op: Op) -> &'static str {
     }
 }
 
-/// A condition on an indexed JSON path of a regular row (no arrays on the
-/// way, a scalar or nothing at the end), in terms of `json_extract` so that
-/// the expression index serves it.
-fn path_sql(b: &mut Builder, doc: &str, path: &str, cond: &Condition) -> String {
-    let e = format!("json_extract({doc}, '{path}')");
-    let t = format!("json_type({doc}, '{path}')");
+/// A condition on the column of an indexed JSON path of a regular row (no
+/// arrays on the way, a string, a number or nothing at the end; never a
+/// boolean), so that the column's index serves it. Type brackets as in
+/// MongoDB: text compares with text, numbers with numbers.
+fn path_sql(b: &mut Builder, col: &str, cond: &Condition) -> String {
+    let e = col;
+    let t = format!("typeof({col})");
     let numeric = format!("{t} IN ('integer', 'real')");
     match (&cond.op, &cond.value) {
         (Op::Eq | Op::Lte | Op::Gte, QValue::Null) => format!("{e} IS NULL"),
         (Op::Lt | Op::Gt, QValue::Null) => "0".into(),
         (Op::Eq, QValue::Str(v)) => format!("{e} = {}", b.text(v)),
         (Op::Eq, QValue::Int(n)) => format!("({e} = {} AND {numeric})", b.bind(Param::Int(*n))),
-        (Op::Eq, QValue::Bool(v)) => format!("{t} = '{v}'"),
+        // Booleans make a row irregular.
+        (Op::Eq, QValue::Bool(_)) => "0".into(),
         (Op::Ne, QValue::Null) => format!("{e} IS NOT NULL"),
         (Op::Ne, QValue::Str(v)) => format!("{e} IS NOT {}", b.text(v)),
         (Op::Ne, QValue::Int(n)) => {
             format!("NOT ({e} IS {} AND {numeric})", b.bind(Param::Int(*n)))
         }
-        (Op::Ne, QValue::Bool(v)) => format!("{t} IS NOT '{v}'"),
+        (Op::Ne, QValue::Bool(_)) => "1".into(),
         (Op::In, QValue::List(items)) => format!("{e} IN {}", b.list(items)),
         (Op::Nin, QValue::List(items)) => {
             format!("({e} IS NULL OR {e} NOT IN {})", b.list(items))
@@ -195,8 +196,8 @@ pub fn to_sql(
 ) -> Result<(String, Vec<Param>), serde_json::Error> {
     let mut b = Builder { params: Vec::new() };
     let mut clauses = Vec::new();
-    // Conditions on indexed paths: for regular rows in json_extract form
-    // (served by the expression indexes), for irregular rows by kci_match.
+    // Conditions on indexed paths: for regular rows on the path's column
+    // (served by its index), for irregular rows by kci_match.
     // (A_reg OR A_irr) AND (B_reg OR B_irr) is written as
     // (A_reg AND B_reg AND regular) OR (A_irr AND B_irr AND irregular),
     // which is the same (a row is one or the other) but lets SQLite use one
@@ -209,8 +210,8 @@ pub fn to_sql(
         let indexed = table.indexed_paths.iter().find(|(f, _)| *f == field);
         match (column, indexed, table.irregular) {
             (Some((_, col)), _, _) => clauses.push(column_sql(&mut b, col, cond)),
-            (None, Some((_, path)), Some(_)) => {
-                regular.push(path_sql(&mut b, table.doc, path, cond));
+            (None, Some((_, col)), Some(_)) => {
+                regular.push(path_sql(&mut b, col, cond));
                 let json = b.text(&serde_json::to_string(cond)?);
                 exact.push(format!("kci_match({}, {json})", table.doc));
             }
@@ -235,23 +236,63 @@ pub fn to_sql(
     Ok((sql, b.params))
 }
 
-/// Whether the indexed paths of `doc` are regular: no array on the way and
-/// a scalar (or nothing) at the end. Irregular rows bypass the indexes.
-pub fn is_regular(doc: &Value, table: &SqlTable) -> bool {
-    table.indexed_paths.iter().all(|(field, _)| {
-        let mut current = doc;
-        for step in field.split('.') {
-            match current {
-                Value::Object(map) => match map.get(step) {
-                    Some(next) => current = next,
-                    None => return true,
-                },
-                Value::Array(_) => return false,
-                _ => return true,
-            }
+/// What an indexed path of `doc` holds.
+enum AtPath<'a> {
+    /// Nothing: the path ends early (a missing key, or a string or number
+    /// on the way).
+    Nothing,
+    /// A string, a number or null.
+    Scalar(&'a Value),
+    /// An array on the way or at the end, an object or a boolean at the end.
+    Irregular,
+}
+
+fn at_path<'a>(doc: &'a Value, field: &str) -> AtPath<'a> {
+    let mut current = doc;
+    for step in field.split('.') {
+        match current {
+            Value::Object(map) => match map.get(step) {
+                Some(next) => current = next,
+                None => return AtPath::Nothing,
+            },
+            Value::Array(_) | Value::Bool(_) => return AtPath::Irregular,
+            _ => return AtPath::Nothing,
         }
-        !matches!(current, Value::Array(_) | Value::Object(_))
-    })
+    }
+    match current {
+        Value::Array(_) | Value::Object(_) | Value::Bool(_) => AtPath::Irregular,
+        scalar => AtPath::Scalar(scalar),
+    }
+}
+
+/// Whether the indexed paths of `doc` are regular: no array on the way and
+/// a string, a number, null or nothing at the end. Irregular rows bypass
+/// the indexes.
+pub fn is_regular(doc: &Value, table: &SqlTable) -> bool {
+    table
+        .indexed_paths
+        .iter()
+        .all(|(field, _)| !matches!(at_path(doc, field), AtPath::Irregular))
+}
+
+/// The values of the indexed path columns of `doc`, in the order of
+/// `table.indexed_paths`: each scalar with its SQL type, NULL when missing
+/// or null, and all NULL for an irregular document.
+pub fn path_columns(doc: &Value, table: &SqlTable) -> Vec<rusqlite::types::Value> {
+    use rusqlite::types::Value as Sql;
+    let regular = is_regular(doc, table);
+    table
+        .indexed_paths
+        .iter()
+        .map(|(field, _)| match (regular, at_path(doc, field)) {
+            (true, AtPath::Scalar(Value::String(s))) => Sql::Text(s.clone()),
+            (true, AtPath::Scalar(Value::Number(n))) => match n.as_i64() {
+                Some(i) => Sql::Integer(i),
+                None => Sql::Real(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            _ => Sql::Null,
+        })
+        .collect()
 }
 
 /// SQL for a filter over `table`, parameters ready to bind.
@@ -294,10 +335,7 @@ mod tests {
         .expect("valid");
         let (sql, args) = to_sql(&filter, &NODE_TABLE).expect("sql");
         assert!(sql.contains("kind = ?1"), "{sql}");
-        assert!(
-            sql.contains("json_extract(doc, '$.data.arch') = ?2"),
-            "{sql}"
-        );
+        assert!(sql.contains("d_arch = ?2"), "{sql}");
         assert!(sql.contains("kci_match(doc, ?"), "{sql}");
         assert!(sql.contains("name REGEXP ?"), "{sql}");
         assert!(!sql.contains("DROP"), "values never reach SQL text: {sql}");
@@ -330,7 +368,7 @@ mod tests {
         assert_eq!(sql("created__gt"), "0");
         let path = sql("data.arch__gte");
         assert!(
-            path.contains("json_extract(doc, '$.data.arch') IS NULL AND irregular = 0"),
+            path.contains("d_arch IS NULL AND irregular = 0"),
             "{path}"
         );
         assert!(sql("data.arch__lt").contains("(0 AND irregular = 0)"));

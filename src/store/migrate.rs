@@ -40,6 +40,12 @@ pub const MIGRATIONS: &[Migration] = &[
         up: include_str!("../../sql/0004_kv.up.sql"),
         down: include_str!("../../sql/0004_kv.down.sql"),
     },
+    Migration {
+        version: 6,
+        name: "lean_rows",
+        up: include_str!("../../sql/0006_lean_rows.up.sql"),
+        down: include_str!("../../sql/0006_lean_rows.down.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

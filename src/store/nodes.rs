@@ -30,10 +30,11 @@ pub fn exists(c: &Connection, id: &str) -> Result<bool, StoreError> {
     )?)
 }
 
-/// The row of a node: columns in the order of INSERT_SQL / UPDATE_SQL.
+/// The row of a node: columns in the order of `insert` and `update`.
 fn row(node: &Node) -> Vec<Value> {
     let doc = node.to_json();
     let irregular = !filter::is_regular(&doc, &NODE_TABLE);
+    let paths = filter::path_columns(&doc, &NODE_TABLE);
     let text = |s: &str| Value::Text(s.to_string());
     let opt = |s: Option<&str>| s.map_or(Value::Null, text);
     vec![
@@ -53,32 +54,40 @@ fn row(node: &Node) -> Vec<Value> {
             .as_ref()
             .map_or(Value::Null, |t| Value::Text(timestamp::format(t))),
         Value::Integer(i64::from(irregular)),
-        Value::Text(doc.to_string()),
     ]
+    .into_iter()
+    .chain(paths)
+    .chain([Value::Text(doc.to_string())])
+    .collect()
 }
 
 /// Stores a new node.
 pub fn insert(c: &Connection, out: &mut Outbox, node: &Node) -> Result<(), StoreError> {
     out.push(Notice::Nodes);
-    c.execute(
+    let mut stmt = c.prepare_cached(
         "INSERT INTO node (id, kind, name, state, result, parent, owner, grp, treeid,
-                           created, updated, timeout, holdoff, irregular, doc)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-        rusqlite::params_from_iter(row(node)),
+                           created, updated, timeout, holdoff, irregular,
+                           k_tree, k_branch, k_commit, d_arch, d_defconfig, d_platform,
+                           d_runtime, doc)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+                 ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
     )?;
+    stmt.execute(rusqlite::params_from_iter(row(node)))?;
     Ok(())
 }
 
 /// Replaces a stored node; `NotFound` if it is gone.
 pub fn update(c: &Connection, out: &mut Outbox, node: &Node) -> Result<(), StoreError> {
     out.push(Notice::Nodes);
-    let n = c.execute(
+    let mut stmt = c.prepare_cached(
         "UPDATE node SET kind = ?2, name = ?3, state = ?4, result = ?5, parent = ?6,
                 owner = ?7, grp = ?8, treeid = ?9, created = ?10, updated = ?11,
-                timeout = ?12, holdoff = ?13, irregular = ?14, doc = ?15
+                timeout = ?12, holdoff = ?13, irregular = ?14,
+                k_tree = ?15, k_branch = ?16, k_commit = ?17, d_arch = ?18,
+                d_defconfig = ?19, d_platform = ?20, d_runtime = ?21, doc = ?22
          WHERE id = ?1",
-        rusqlite::params_from_iter(row(node)),
     )?;
+    let n = stmt.execute(rusqlite::params_from_iter(row(node)))?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }
