@@ -53,7 +53,10 @@ fn bodies(group: &str) -> Vec<Value> {
         ),
         node("numbers", json!({"arch": 64, "runtime": 4.5})),
         node("booleans", json!({"defconfig": true, "arch": "arm64"})),
-        node("arrays", json!({"arch": ["x86_64", "riscv"], "platform": "qemu"})),
+        node(
+            "arrays",
+            json!({"arch": ["x86_64", "riscv"], "platform": "qemu"}),
+        ),
         node("empty", json!({})),
     ]
 }
@@ -100,8 +103,11 @@ fn write_old_rows(conn: &rusqlite::Connection, bodies: &[Value]) -> Vec<Node> {
         .unwrap();
         nodes.push(node);
     }
-    conn.execute("DELETE FROM event WHERE seq = (SELECT max(seq) FROM event)", [])
-        .unwrap();
+    conn.execute(
+        "DELETE FROM event WHERE seq = (SELECT max(seq) FROM event)",
+        [],
+    )
+    .unwrap();
     nodes
 }
 
@@ -128,13 +134,19 @@ fn assert_queries(srv: &TestServer, group: &str) {
         ("data.runtime__lt=4", &[]),
         ("data.defconfig=true", &["booleans"]),
         // operators never turn `true` into a boolean
-        ("data.defconfig__ne=true", &["arrays", "booleans", "empty", "numbers", "plain"]),
+        (
+            "data.defconfig__ne=true",
+            &["arrays", "booleans", "empty", "numbers", "plain"],
+        ),
         ("data.platform=qemu", &["arrays", "plain"]),
         (
             "data.kernel_revision.tree=mainline&data.kernel_revision.branch=master",
             &["plain"],
         ),
-        ("data.kernel_revision.commit=null", &["arrays", "booleans", "empty", "numbers"]),
+        (
+            "data.kernel_revision.commit=null",
+            &["arrays", "booleans", "empty", "numbers"],
+        ),
     ];
     for (query, want) in cases {
         assert_eq!(names(srv, group, query), *want, "{query}");
@@ -151,7 +163,11 @@ fn a_database_of_the_previous_schema_upgrades_in_place_and_back() {
         migrate::up(&conn, Some(LEAN_ROWS - 1)).unwrap();
         let nodes = write_old_rows(&conn, &bodies(&group));
         let counter: i64 = conn
-            .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'event'", [], |r| r.get(0))
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'event'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         (nodes, counter)
     };
@@ -173,14 +189,21 @@ fn a_database_of_the_previous_schema_upgrades_in_place_and_back() {
             srv.admin(),
             &json!({"name": "after", "kind": "process", "path": ["after"]}),
         );
-        let (_, events) = srv.get(&format!("/events?node_id={}", node["id"].as_str().unwrap()), None);
+        let (_, events) = srv.get(
+            &format!("/events?node_id={}", node["id"].as_str().unwrap()),
+            None,
+        );
         assert_eq!(events[0]["sequence_id"], json!(old_counter + 1), "{events}");
     }
     let conn = rusqlite::Connection::open(&db).unwrap();
     assert_eq!(migrate::current(&conn).unwrap(), migrate::latest());
     drop(conn);
 
-    let out = migrate_cmd(dir.path(), &db, &["down", "--to", &(LEAN_ROWS - 1).to_string()]);
+    let out = migrate_cmd(
+        dir.path(),
+        &db,
+        &["down", "--to", &(LEAN_ROWS - 1).to_string()],
+    );
     assert!(out.contains(&format!("reverted {LEAN_ROWS:04}")), "{out}");
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
@@ -193,7 +216,11 @@ fn a_database_of_the_previous_schema_upgrades_in_place_and_back() {
             .unwrap();
         assert_eq!((nodes_left, events_left), (6, 5));
         let counter: i64 = conn
-            .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'event'", [], |r| r.get(0))
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'event'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(counter, old_counter + 1);
     }

@@ -2838,11 +2838,7 @@ fn indexed_dataset(srv: &TestServer, user: &TestUser) -> String {
             irregular,
             i64::from(expected),
             "{name} should be {}",
-            if expected {
-                "irregular"
-            } else {
-                "regular"
-            }
+            if expected { "irregular" } else { "regular" }
         );
     }
     group

@@ -175,6 +175,21 @@ pub fn list(c: &Connection, q: &EventQuery) -> Result<Vec<serde_json::Value>, St
     }
 }
 
+/// The documents of [`list`] as the text of a JSON array (spliced from
+/// the stored text, never parsed).
+pub fn list_text(c: &Connection, q: &EventQuery) -> Result<String, StoreError> {
+    let mut out = String::from("[");
+    each_doc(c, q, &mut |doc| {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(doc);
+        true
+    })?;
+    out.push(']');
+    Ok(out)
+}
+
 /// Gives the text of each stored event matching `q` (the documents of
 /// [`list`]) to `emit`, ascending by sequence number, until `emit` answers
 /// `false`. The stored `data` text is spliced in as it is, never parsed.
@@ -221,7 +236,7 @@ pub fn each_doc(
         "SELECT id, timestamp, seq, channel, owner, data FROM event WHERE {} ORDER BY seq LIMIT {limit}",
         clauses.join(" AND ")
     );
-    let mut stmt = c.prepare(&sql)?;
+    let mut stmt = c.prepare_cached(&sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
     let mut doc = String::new();
     while let Some(row) = rows.next()? {

@@ -367,10 +367,7 @@ mod tests {
         assert_eq!(sql("result__lt"), "0");
         assert_eq!(sql("created__gt"), "0");
         let path = sql("data.arch__gte");
-        assert!(
-            path.contains("d_arch IS NULL AND irregular = 0"),
-            "{path}"
-        );
+        assert!(path.contains("d_arch IS NULL AND irregular = 0"), "{path}");
         assert!(sql("data.arch__lt").contains("(0 AND irregular = 0)"));
     }
 

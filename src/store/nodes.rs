@@ -21,6 +21,60 @@ pub fn get(c: &Connection, id: &str) -> Result<Option<Node>, StoreError> {
         .transpose()
 }
 
+/// The columns [`answer_text`] reads, the document first.
+const ANSWER_COLUMNS: &str = "doc, created, updated, timeout, holdoff";
+
+/// The JSON text a node row is answered with: the stored document as it
+/// is, unless a timestamp of the row is not in the form the server writes
+/// (a row from before years were bounded): then the document as read back
+/// (years clamped to 1..=9999), the way an update would write it.
+fn answer_text<'r>(row: &'r rusqlite::Row) -> Result<std::borrow::Cow<'r, str>, StoreError> {
+    let text = |i: usize| {
+        row.get_ref(i)?
+            .as_str_or_null()
+            .map_err(rusqlite::Error::from)
+    };
+    let doc = text(0)?.unwrap_or("null");
+    let mut stamps = (1..=4).map(text);
+    if stamps.all(|t| t.is_ok_and(|t| t.is_none_or(timestamp::is_stored_form))) {
+        return Ok(std::borrow::Cow::Borrowed(doc));
+    }
+    Ok(std::borrow::Cow::Owned(
+        decode(doc.to_string())?.to_json().to_string(),
+    ))
+}
+
+/// The JSON text the node with this id is answered with (its stored
+/// document, see [`answer_text`]).
+pub fn get_doc(c: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+    let mut stmt = c.prepare_cached(&format!("SELECT {ANSWER_COLUMNS} FROM node WHERE id = ?1"))?;
+    let mut rows = stmt.query([id])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(answer_text(row)?.into_owned())),
+        None => Ok(None),
+    }
+}
+
+/// The stored documents of the nodes matching `filter`, in id order, as
+/// the text of a JSON array (spliced, never parsed).
+pub fn list_text(
+    c: &Connection,
+    filter: &Filter,
+    limit: Option<u64>,
+    offset: u64,
+) -> Result<String, StoreError> {
+    let mut out = String::from("[");
+    each_doc(c, filter, limit, offset, &mut |doc| {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(doc);
+        true
+    })?;
+    out.push(']');
+    Ok(out)
+}
+
 /// Whether a node with this id exists.
 pub fn exists(c: &Connection, id: &str) -> Result<bool, StoreError> {
     Ok(c.query_row(
@@ -63,7 +117,10 @@ fn row(node: &Node) -> Vec<Value> {
 
 /// Stores a new node.
 pub fn insert(c: &Connection, out: &mut Outbox, node: &Node) -> Result<(), StoreError> {
-    out.push(Notice::Nodes);
+    out.push(Notice::Node {
+        deadline: node.next_deadline(),
+        settling: node.is_settling(),
+    });
     let mut stmt = c.prepare_cached(
         "INSERT INTO node (id, kind, name, state, result, parent, owner, grp, treeid,
                            created, updated, timeout, holdoff, irregular,
@@ -78,7 +135,10 @@ pub fn insert(c: &Connection, out: &mut Outbox, node: &Node) -> Result<(), Store
 
 /// Replaces a stored node; `NotFound` if it is gone.
 pub fn update(c: &Connection, out: &mut Outbox, node: &Node) -> Result<(), StoreError> {
-    out.push(Notice::Nodes);
+    out.push(Notice::Node {
+        deadline: node.next_deadline(),
+        settling: node.is_settling(),
+    });
     let mut stmt = c.prepare_cached(
         "UPDATE node SET kind = ?2, name = ?3, state = ?4, result = ?5, parent = ?6,
                 owner = ?7, grp = ?8, treeid = ?9, created = ?10, updated = ?11,
@@ -125,9 +185,10 @@ pub fn list(
     }
 }
 
-/// Gives the stored document text of each node matching `filter` to
-/// `emit`, in id order, until `emit` answers `false` (for answers streamed
-/// without parsing a document).
+/// Gives the text each node matching `filter` is answered with (its stored
+/// document, see [`answer_text`]) to `emit`, in id order, until `emit`
+/// answers `false`: answers are spliced from stored text, not parsed and
+/// written again.
 pub fn each_doc(
     c: &Connection,
     filter: &Filter,
@@ -140,15 +201,15 @@ pub fn each_doc(
     args.push(Value::Integer(clamp(offset)));
     let n = args.len();
     let sql = format!(
-        "SELECT doc FROM node WHERE {cond} ORDER BY id LIMIT ?{} OFFSET ?{}",
+        "SELECT {ANSWER_COLUMNS} FROM node WHERE {cond} ORDER BY id LIMIT ?{} OFFSET ?{}",
         n - 1,
         n
     );
-    let mut stmt = c.prepare(&sql)?;
+    let mut stmt = c.prepare_cached(&sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
     while let Some(row) = rows.next()? {
-        let doc = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
-        if !emit(doc) {
+        let doc = answer_text(row)?;
+        if !emit(&doc) {
             break;
         }
     }
@@ -158,11 +219,8 @@ pub fn each_doc(
 /// How many nodes match `filter`.
 pub fn count(c: &Connection, filter: &Filter) -> Result<u64, StoreError> {
     let (cond, args) = filter_sql(filter, &NODE_TABLE)?;
-    let n: i64 = c.query_row(
-        &format!("SELECT count(*) FROM node WHERE {cond}"),
-        rusqlite::params_from_iter(args.iter()),
-        |r| r.get(0),
-    )?;
+    let mut stmt = c.prepare_cached(&format!("SELECT count(*) FROM node WHERE {cond}"))?;
+    let n: i64 = stmt.query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
     Ok(n.max(0) as u64)
 }
 
