@@ -900,8 +900,9 @@ fn rates(server: &Server, token: &str, connections: usize, ids: &[Option<String>
                  "commit": "0".repeat(40), "url": "https://git.example/linux.git"}}})
     .to_string();
     let hello_post = throughput(connections, hello);
+    let posted = std::sync::Mutex::new(Vec::new());
     let post = throughput(connections, |agent, _| {
-        ok_body(
+        let reply = ok_body(
             "POST /node",
             agent
                 .post(&post_url)
@@ -909,8 +910,18 @@ fn rates(server: &Server, token: &str, connections: usize, ids: &[Option<String>
                 .header("Content-Type", "application/json")
                 .send(&checkout),
         );
+        let node: Value = serde_json::from_str(&reply).expect("POST /node answers JSON");
+        if let Some(id) = node["id"].as_str() {
+            posted.lock().expect("ids").push(id.to_string());
+        }
     });
-    let loaded: Vec<&str> = ids.iter().flatten().map(String::as_str).collect();
+    let posted = posted.into_inner().expect("ids");
+    // the tree's nodes when there are, else the checkouts just posted
+    let loaded: Vec<&str> = if ids.iter().any(Option::is_some) {
+        ids.iter().flatten().map(String::as_str).collect()
+    } else {
+        posted.iter().map(String::as_str).collect()
+    };
     let node_url = server.url("/node/");
     let hello_get = throughput(connections, hello);
     let get_node = throughput(connections, |agent, rng| {

@@ -7,7 +7,8 @@
 -- kci_match), like an array or an object. The tree index alone goes: the
 -- (tree, branch) index serves a tree on its own. Documents are written by
 -- the server as serialised JSON, so the json_valid checks go too; the
--- event's node id becomes a column of its own for the same reason.
+-- event's node id becomes a column of its own for the same reason. The
+-- time indexes end with the id, like the others.
 
 CREATE TABLE node_v6 (
     id        TEXT PRIMARY KEY,
@@ -68,8 +69,10 @@ CREATE INDEX node_parent ON node (parent, id);
 CREATE INDEX node_owner ON node (owner, id);
 CREATE INDEX node_grp ON node (grp, id);
 CREATE INDEX node_treeid ON node (treeid, id);
-CREATE INDEX node_created ON node (created);
-CREATE INDEX node_updated ON node (updated);
+-- with the id, so that a page of a time window sorts ids from the index
+-- alone
+CREATE INDEX node_created ON node (created, id);
+CREATE INDEX node_updated ON node (updated, id);
 CREATE INDEX node_irregular ON node (irregular, id);
 CREATE INDEX node_pending_timeout ON node (timeout) WHERE state IN ('running', 'available', 'closing');
 CREATE INDEX node_pending_holdoff ON node (holdoff) WHERE state = 'available' AND holdoff IS NOT NULL;

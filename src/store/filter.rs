@@ -130,12 +130,47 @@ fn column_sql(b: &mut Builder, col: &str, cond: &Condition) -> String {
         (Op::Nin, QValue::List(items)) => {
             format!("({col} IS NULL OR {col} NOT IN {})", b.list(items))
         }
-        (Op::Re, QValue::Str(p)) => format!("{col} REGEXP {}", b.text(p)),
+        (Op::Re, QValue::Str(p)) => match prefix_range(p) {
+            // an index on the column walks only the names with the prefix
+            Some((lo, hi)) => format!(
+                "({col} >= {} AND {col} < {} AND {col} REGEXP {})",
+                b.text(&lo),
+                b.text(&hi),
+                b.text(p)
+            ),
+            None => format!("{col} REGEXP {}", b.text(p)),
+        },
         (op @ (Op::Lt | Op::Gt | Op::Lte | Op::Gte), QValue::Str(v)) => {
             format!("{col} {} {}", comparison(*op), b.text(v))
         }
         _ => "0".into(),
     }
+}
+
+/// For a pattern anchored at the start with a literal prefix (`^baseline-`
+/// and so on), the range of strings `[lo, hi)` that every match lies in:
+/// strings starting with the prefix sort from it up to (not including) the
+/// prefix with its last character's code point increased (UTF-8 compares
+/// in code point order). `None` when the pattern is not so anchored or has
+/// an alternation (`^a|b` also matches "b" anywhere).
+fn prefix_range(pattern: &str) -> Option<(String, String)> {
+    let rest = pattern.strip_prefix('^')?;
+    if pattern.contains('|') {
+        return None;
+    }
+    let mut prefix: String = rest
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '/' | ':' | ',' | ' ' | '='))
+        .collect();
+    // a quantifier after the last character makes that character optional
+    let next = rest[prefix.len()..].chars().next();
+    if matches!(next, Some('?' | '*' | '{')) {
+        prefix.pop();
+    }
+    let last = prefix.pop()?;
+    let bumped = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32)?;
+    let lo = format!("{prefix}{last}");
+    Some((lo, format!("{prefix}{bumped}")))
 }
 
 fn comparison(op: Op) -> &'static str {
@@ -340,7 +375,67 @@ mod tests {
         assert!(sql.contains("name REGEXP ?"), "{sql}");
         assert!(!sql.contains("DROP"), "values never reach SQL text: {sql}");
         assert_eq!(args[0], Param::Text("kbuild".into()));
-        assert_eq!(args.len(), 5);
+        // kind, arch, its kci_match, path's kci_match, the name prefix range
+        // (two) and the pattern
+        assert_eq!(args.len(), 7);
+    }
+
+    #[test]
+    fn anchored_literal_prefixes_become_ranges() {
+        let range = |p: &str| prefix_range(p).map(|(lo, hi)| format!("{lo}..{hi}"));
+        assert_eq!(
+            range("^baseline-x86").as_deref(),
+            Some("baseline-x86..baseline-x87")
+        );
+        assert_eq!(range("^baseline.*").as_deref(), Some("baseline..baselinf"));
+        assert_eq!(range("^kunit?x").as_deref(), Some("kuni..kunj"));
+        assert_eq!(range("^ab+").as_deref(), Some("ab..ac"));
+        assert_eq!(range("^é").as_deref(), Some("é..ê"));
+        for none in ["baseline", "^", "^.x", "^(?i)abc", "^a|b", "^[ab]", "^a*"] {
+            assert_eq!(range(none), None, "{none}");
+        }
+    }
+
+    #[test]
+    fn a_prefix_range_keeps_every_match() {
+        let (_dir, store) = temp_store();
+        let names = [
+            "base",
+            "baseline",
+            "baseline-x86",
+            "baseline-x86_64",
+            "baselinf",
+            "basf",
+        ];
+        store
+            .write(move |c, out| {
+                for name in names {
+                    let body = json!({"name": name, "path": [name]});
+                    let node =
+                        crate::model::node::Node::create(&body, "u", crate::timestamp::now())
+                            .expect("valid");
+                    nodes::insert(c, out, &node)?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .expect("insert");
+        for pattern in ["^baseline", "^base", "^baseline-x86_", "^basel?", "^b"] {
+            let filter =
+                Filter::parse(&params(&[("name__re", pattern)]), &[], &NODE_SCHEMA).expect("valid");
+            let found: Vec<String> = store
+                .read(|c| nodes::list(c, &filter, None, 0))
+                .expect("list")
+                .iter()
+                .map(|n| n["name"].as_str().expect("name").to_string())
+                .collect();
+            let regex = regex::Regex::new(pattern).expect("pattern");
+            let want: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| regex.is_match(n))
+                .collect();
+            assert_eq!(found, want, "{pattern}");
+        }
     }
 
     #[test]
