@@ -1,12 +1,17 @@
 //! Node benchmark: generates a KernelCI-like tree (checkouts → kbuilds → jobs
-//! → tests), loads it through the HTTP API of the release binary and prints
+//! → tests), loads the first 10 000 nodes through the HTTP API of the
+//! release binary and the rest straight into its database file (with the
+//! server stopped, through the store in large transactions, node events
+//! included), and prints, on the fresh database, at 10 000 nodes and at N:
 //!
-//! * `POST /node` throughput at C concurrent connections, next to a
-//!   hello-world request (`GET /latest/`) on the same server in the same run;
-//! * `GET /node/{id}` throughput at C connections (random ids), next to
-//!   hello-world measured right before it;
+//! * `POST /node` (a checkout body), `GET /node/{id}` (random ids) and
+//!   `GET /nodes?kind=checkout&limit=50` throughput at C concurrent
+//!   connections, each next to a hello-world request (`GET /latest/`)
+//!   measured right before it on the same server;
 //! * p50/p99 of typical pipeline queries (`/nodes` with its default page and
-//!   total, and `/count`) after the first 10 000 nodes and after all N.
+//!   total, and `/count`) after the first 10 000 nodes and after all N;
+//! * the server's start-up time on the N-node file and its RSS (now and
+//!   peak) after the run.
 //!
 //! It prints figures only; nothing is asserted.
 //!
@@ -37,6 +42,8 @@ use serde_json::{Value, json};
 #[path = "../tests/common/process.rs"]
 mod process;
 
+use kci_lite::model::node::Node;
+use kci_lite::store::{Store, events, nodes};
 use process::ServerProcess;
 
 const DEFAULT_NODES: usize = 1_000_000;
@@ -820,6 +827,138 @@ fn load(
     }
 }
 
+/// Writes nodes `range` (index order: parents first) straight into the
+/// database at `db` with the server stopped, in transactions of
+/// `BULK_BATCH` nodes, each with its node event as the API writes it.
+fn bulk_load(
+    db: &Path,
+    tree: &Tree,
+    range: std::ops::Range<usize>,
+    ids: &mut [Option<String>],
+) -> LoadStats {
+    const BULK_BATCH: usize = 20_000;
+    let store = Store::open(db, false).expect("open the database");
+    let started = Instant::now();
+    let mut next = range.start;
+    while next < range.end {
+        let end = (next + BULK_BATCH).min(range.end);
+        let batch: Vec<Node> = (next..end)
+            .map(|index| {
+                let parent = tree.nodes[index]
+                    .parent
+                    .map(|p| ids[p].clone().expect("parents come first"));
+                let body: Value =
+                    serde_json::from_str(&node_body(tree, index, parent.as_deref())).expect("body");
+                let node = Node::create(&body, "admin", kci_lite::timestamp::now())
+                    .unwrap_or_else(|e| panic!("node {index}: {e:?}"));
+                ids[index] = Some(node.id.clone());
+                node
+            })
+            .collect();
+        store
+            .write(move |c, out| {
+                for node in &batch {
+                    nodes::insert(c, out, node)?;
+                    events::append_node_event(c, out, "bench", node, false, None)?;
+                }
+                Ok::<_, kci_lite::store::StoreError>(())
+            })
+            .expect("bulk insert");
+        next = end;
+        eprintln!(
+            "  {next:>8} nodes written ({:.0} s)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    store.close();
+    LoadStats {
+        nodes: range.len(),
+        time: started.elapsed(),
+    }
+}
+
+/// Throughput figures at one size, each with the hello-world measured
+/// right before it.
+struct Rates {
+    hello: f64,
+    post: f64,
+    get_node: f64,
+    list: f64,
+}
+
+/// POST /node of checkouts, GET /node/{id} and a page of checkouts, each
+/// after its hello-world.
+fn rates(server: &Server, token: &str, connections: usize, ids: &[Option<String>]) -> Rates {
+    let hello_url = server.url("/");
+    let hello = |agent: &ureq::Agent, _: &mut Rng| {
+        get(agent, &hello_url);
+    };
+    let post_url = server.url("/node");
+    let auth = format!("Bearer {token}");
+    let checkout = json!({"kind": "checkout", "name": "checkout", "path": ["checkout"],
+        "data": {"kernel_revision": {"tree": "bench-post", "branch": "master",
+                 "commit": "0".repeat(40), "url": "https://git.example/linux.git"}}})
+    .to_string();
+    let hello_post = throughput(connections, hello);
+    let posted = std::sync::Mutex::new(Vec::new());
+    let post = throughput(connections, |agent, _| {
+        let reply = ok_body(
+            "POST /node",
+            agent
+                .post(&post_url)
+                .header("Authorization", &auth)
+                .header("Content-Type", "application/json")
+                .send(&checkout),
+        );
+        let node: Value = serde_json::from_str(&reply).expect("POST /node answers JSON");
+        if let Some(id) = node["id"].as_str() {
+            posted.lock().expect("ids").push(id.to_string());
+        }
+    });
+    let posted = posted.into_inner().expect("ids");
+    // the tree's nodes when there are, else the checkouts just posted
+    let loaded: Vec<&str> = if ids.iter().any(Option::is_some) {
+        ids.iter().flatten().map(String::as_str).collect()
+    } else {
+        posted.iter().map(String::as_str).collect()
+    };
+    let node_url = server.url("/node/");
+    let hello_get = throughput(connections, hello);
+    let get_node = throughput(connections, |agent, rng| {
+        let id = loaded[rng.below(loaded.len())];
+        get(agent, &format!("{node_url}{id}"));
+    });
+    let list_url = server.url("/nodes?kind=checkout&limit=50");
+    let hello_list = throughput(connections, hello);
+    let list = throughput(connections, |agent, _| {
+        get(agent, &list_url);
+    });
+    let hello = (hello_post + hello_get + hello_list) / 3.0;
+    eprintln!(
+        "  hello {hello_post:.0}/{hello_get:.0}/{hello_list:.0} req/s; POST {post:.0} ({:.2}),          GET node {get_node:.0} ({:.2}), list {list:.0} ({:.2})",
+        post / hello_post,
+        get_node / hello_get,
+        list / hello_list
+    );
+    Rates {
+        hello,
+        post: post / hello_post,
+        get_node: get_node / hello_get,
+        list: list / hello_list,
+    }
+}
+
+fn status_kib(pid: u32, key: &str) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 // -- queries --------------------------------------------------------------------------------
 
 struct QueryDef {
@@ -1056,16 +1195,11 @@ fn main() {
 
     let mut server = Server::start(&options.binary, &dir_path, options.synchronous.as_deref());
     let token = server.login();
-    let hello_url = server.url("/");
-    let hello = |agent: &ureq::Agent, _: &mut Rng| {
-        get(agent, &hello_url);
-    };
-
-    eprintln!("hello-world throughput ...");
-    let hello_before = throughput(options.connections, hello);
+    eprintln!("throughput on the fresh database ...");
+    let fresh = rates(&server, &token, options.connections, &[]);
 
     let mut ids: Vec<Option<String>> = vec![None; options.nodes];
-    eprintln!("loading {small} nodes ...");
+    eprintln!("loading {small} nodes through POST /node ...");
     let first = load(
         &server,
         &token,
@@ -1077,71 +1211,95 @@ fn main() {
     let query_set = queries(&tree, &ids);
     eprintln!("queries at {small} nodes ...");
     let at_small = run_queries(&server, &query_set);
-    let mut second = LoadStats {
-        nodes: 0,
-        time: Duration::ZERO,
-    };
+    eprintln!("throughput at {small} nodes ...");
+    let small_rates = rates(&server, &token, options.connections, &ids);
     let mut at_full = None;
+    let mut full = None;
+    let mut bulk = None;
+    let mut startup = None;
     if options.nodes > small {
-        eprintln!("loading {} more nodes ...", options.nodes - small);
-        second = load(
-            &server,
-            &token,
+        server.stop();
+        eprintln!(
+            "writing {} more nodes into the database ...",
+            options.nodes - small
+        );
+        bulk = Some(bulk_load(
+            &dir_path.join("kci.db"),
             &tree,
             small..options.nodes,
-            options.connections,
             &mut ids,
-        );
+        ));
+        let started = Instant::now();
+        server = Server::start(&options.binary, &dir_path, options.synchronous.as_deref());
+        startup = Some(started.elapsed());
+        let token = server.login();
         eprintln!("queries at {} nodes ...", options.nodes);
         at_full = Some(run_queries(&server, &query_set));
+        eprintln!("throughput at {} nodes ...", options.nodes);
+        full = Some(rates(&server, &token, options.connections, &ids));
     }
-
-    eprintln!("hello-world and GET /node/{{id}} throughput ...");
-    let hello_after = throughput(options.connections, hello);
-    let loaded: Vec<&str> = ids.iter().flatten().map(String::as_str).collect();
-    let node_url = server.url("/node/");
-    let get_node = throughput(options.connections, |agent, rng| {
-        let id = loaded[rng.below(loaded.len())];
-        get(agent, &format!("{node_url}{id}"));
-    });
+    let pid = server.process.pid();
+    let (rss, peak) = (status_kib(pid, "VmRSS:"), status_kib(pid, "VmHWM:"));
     server.stop();
 
     let db_size = file_size(&dir_path.join("kci.db"));
     let wal_size = file_size(&dir_path.join("kci.db-wal"));
-    let load_nodes = first.nodes + second.nodes;
-    let load_time = first.time + second.time;
-    let post_rate = load_nodes as f64 / load_time.as_secs_f64();
+    let post_rate = first.nodes as f64 / first.time.as_secs_f64();
 
     println!();
     println!(
-        "throughput ({} connections, keep-alive)",
+        "throughput ({} connections, keep-alive), as ratios to hello world GET /latest/",
         options.connections
     );
-    println!("  hello world GET /latest/ (before loading)   {hello_before:>9.0} req/s");
     println!(
-        "  POST /node, whole load                      {post_rate:>9.0} req/s   \
-         ratio to hello {:.2}  (goal >= 0.30)",
-        post_rate / hello_before
+        "  {:<26} {:>12} {:>12} {:>12}   goal",
+        "",
+        "fresh",
+        format!("{small}"),
+        if options.nodes > small {
+            format!("{}", options.nodes)
+        } else {
+            "-".into()
+        }
     );
-    println!(
-        "    first {:>8} nodes in {:>7.1} s = {:>7.0} req/s",
-        first.nodes,
-        first.time.as_secs_f64(),
-        first.nodes as f64 / first.time.as_secs_f64()
-    );
-    if second.nodes > 0 {
+    let row = |label: &str, pick: fn(&Rates) -> f64, goal: &str| {
+        let full = full
+            .as_ref()
+            .map_or("-".to_string(), |r| format!("{:.3}", pick(r)));
         println!(
-            "    next  {:>8} nodes in {:>7.1} s = {:>7.0} req/s",
-            second.nodes,
-            second.time.as_secs_f64(),
-            second.nodes as f64 / second.time.as_secs_f64()
+            "  {label:<26} {:>12.3} {:>12.3} {full:>12}   {goal}",
+            pick(&fresh),
+            pick(&small_rates)
+        );
+    };
+    row("hello world (req/s)", |r| r.hello, "");
+    row("POST /node (checkout)", |r| r.post, ">= 0.30");
+    row("GET /node/{id}", |r| r.get_node, ">= 0.60");
+    row("GET /nodes?kind=checkout", |r| r.list, ">= 0.15");
+    println!(
+        "  tree load through POST /node: {} nodes in {:.1} s = {post_rate:.0} req/s",
+        first.nodes,
+        first.time.as_secs_f64()
+    );
+    if let Some(bulk) = &bulk {
+        println!(
+            "  bulk load into the file: {} nodes in {:.1} s = {:.0} nodes/s",
+            bulk.nodes,
+            bulk.time.as_secs_f64(),
+            bulk.nodes as f64 / bulk.time.as_secs_f64()
         );
     }
-    println!("  hello world GET /latest/ (after loading)    {hello_after:>9.0} req/s");
+    if let Some(startup) = startup {
+        println!(
+            "  serve start-up on the {}-node file (until it answers): {:.0} ms",
+            options.nodes,
+            startup.as_secs_f64() * 1000.0
+        );
+    }
     println!(
-        "  GET /node/{{id}}, random ids                  {get_node:>9.0} req/s   \
-         ratio to hello {:.2}  (goal >= 0.60)",
-        get_node / hello_after
+        "  server RSS at the end {:.1} MiB, peak {:.1} MiB",
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0
     );
 
     println!();
@@ -1183,16 +1341,11 @@ fn main() {
     }
 
     println!();
-    println!(
-        "load time {:.1} s ({} nodes); total run {:.1} s",
-        load_time.as_secs_f64(),
-        load_nodes,
-        run_started.elapsed().as_secs_f64()
-    );
+    println!("total run {:.1} s", run_started.elapsed().as_secs_f64());
     println!(
         "database after shutdown: kci.db {:.1} MiB, kci.db-wal {:.1} MiB ({:.0} bytes/node)",
         mib(db_size),
         mib(wal_size),
-        (db_size + wal_size) as f64 / load_nodes as f64
+        (db_size + wal_size) as f64 / options.nodes as f64
     );
 }

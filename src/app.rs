@@ -16,7 +16,7 @@ use crate::model::user::{Group, User};
 use crate::pubsub::{Broker, BrokerConfig};
 use crate::store::Notice;
 use crate::store::{Store, StoreError, groups, meta, users};
-use crate::timer::{Timer, TimerConfig};
+use crate::timer::{Timer, TimerConfig, Wake};
 use crate::timestamp::SystemClock;
 
 pub use crate::model::user::NODE_EDIT_ANY;
@@ -113,8 +113,8 @@ impl App {
             .name("kci-notices".into())
             .spawn(move || {
                 for batch in notices_rx {
-                    if batch.contains(&Notice::Nodes) {
-                        let _ = to_timer.send(());
+                    if let Some(wake) = Wake::of(&batch) {
+                        let _ = to_timer.send(wake);
                     }
                     if to_broker.send(batch).is_err() {
                         break;

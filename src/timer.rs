@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::model::node::{CLOSING_GRACE_MS, Node};
 use crate::model::telemetry::oldest_kept;
-use crate::store::{Outbox, Store, StoreError, events, nodes, telemetry};
+use crate::store::{Notice, Outbox, Store, StoreError, events, nodes, telemetry};
 use crate::timestamp::{self, Clock, Timestamp};
 
 /// Longest sleep without looking at the database.
@@ -48,6 +48,47 @@ pub struct TimerConfig {
     /// Nodes (checkouts excepted) created more than this many days ago are
     /// purged.
     pub node_purge_age_days: u64,
+}
+
+/// What committed node changes tell the timer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Wake {
+    /// The earliest deadline the changed nodes now have.
+    pub deadline: Option<Timestamp>,
+    /// Some changed node is done or closing: a closing node may now have
+    /// no pending descendant.
+    pub settling: bool,
+}
+
+impl Wake {
+    /// What the node changes among `notices` tell the timer; `None` when
+    /// there are none.
+    pub fn of(notices: &[Notice]) -> Option<Wake> {
+        notices.iter().fold(None, |wake, notice| match notice {
+            Notice::Node { deadline, settling } => Some(wake.unwrap_or_default().merge(Wake {
+                deadline: *deadline,
+                settling: *settling,
+            })),
+            _ => wake,
+        })
+    }
+
+    /// Both wakes in one.
+    pub fn merge(self, other: Wake) -> Wake {
+        Wake {
+            deadline: match (self.deadline, other.deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            settling: self.settling || other.settling,
+        }
+    }
+
+    /// Whether this change needs a pass before the one planned at
+    /// `planned` (wall clock): a closing scan, or a deadline before it.
+    pub fn needs_pass_before(&self, planned: Timestamp) -> bool {
+        self.settling || self.deadline.is_some_and(|d| d < planned)
+    }
 }
 
 /// The running timer thread.
@@ -199,12 +240,15 @@ fn purge_telemetry(
 }
 
 impl Timer {
-    /// Starts the timer; `wake` receives a message whenever nodes change.
-    /// Every reading of the time comes from `clock`, once per pass.
+    /// Starts the timer; `wake` receives what committed node changes tell
+    /// it. A change runs a pass only when it needs one sooner than the pass
+    /// planned (see [`Wake::needs_pass_before`]); a stream of new nodes
+    /// with far deadlines leaves the timer asleep. Every reading of the
+    /// time comes from `clock`.
     pub fn start(
         store: Arc<Store>,
         cfg: TimerConfig,
-        wake: Receiver<()>,
+        wake: Receiver<Wake>,
         clock: Arc<dyn Clock>,
     ) -> Result<Timer, StoreError> {
         let (stop, stop_rx) = crossbeam_channel::bounded(1);
@@ -237,15 +281,29 @@ impl Timer {
                         let since_scan = at.duration_since(last_scan);
                         wait = wait.min(CLOSING_SCAN_EVERY.saturating_sub(since_scan));
                     }
-                    select! {
-                        recv(wake) -> msg => {
-                            if msg.is_err() { break; }
-                            while wake.try_recv().is_ok() {}
-                            changed = true;
+                    let until = at + wait;
+                    let planned = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                    // Wait for the planned pass, or a change that needs one sooner.
+                    loop {
+                        let left = until.saturating_duration_since(clock.instant());
+                        select! {
+                            recv(wake) -> msg => {
+                                let Ok(mut news) = msg else { return };
+                                while let Ok(more) = wake.try_recv() {
+                                    news = news.merge(more);
+                                }
+                                if news.needs_pass_before(planned) {
+                                    changed |= news.settling;
+                                    break;
+                                }
+                            }
+                            recv(stop_rx) -> _ => return,
+                            // a deadline (maybe a childless closing node's grace)
+                            default(left) => {
+                                changed = true;
+                                break;
+                            }
                         }
-                        recv(stop_rx) -> _ => break,
-                        // a deadline (maybe a childless closing node's grace)
-                        default(wait) => changed = true,
                     }
                 }
             })
@@ -695,6 +753,46 @@ mod tests {
     }
 
     #[test]
+    fn only_changes_that_need_a_pass_sooner_wake_the_timer() {
+        let now = timestamp::now();
+        let later = |s: i64| now + chrono::Duration::seconds(s);
+        let notices = [
+            Notice::Channel("node".into()),
+            Notice::Node {
+                deadline: Some(later(600)),
+                settling: false,
+            },
+            Notice::Node {
+                deadline: Some(later(60)),
+                settling: false,
+            },
+            Notice::Node {
+                deadline: None,
+                settling: false,
+            },
+        ];
+        let wake = Wake::of(&notices).expect("node changes");
+        assert_eq!(
+            wake,
+            Wake {
+                deadline: Some(later(60)),
+                settling: false
+            }
+        );
+        assert!(Wake::of(&[Notice::List("jobs".into())]).is_none());
+        // new nodes with far deadlines: the planned pass is soon enough
+        assert!(!wake.needs_pass_before(later(30)));
+        assert!(wake.needs_pass_before(later(120)));
+        // a node done or closing asks for a closing scan at once
+        let settling = Wake {
+            deadline: None,
+            settling: true,
+        };
+        assert!(settling.needs_pass_before(later(30)));
+        assert!(wake.merge(settling).settling);
+    }
+
+    #[test]
     fn the_thread_reads_the_time_from_its_clock() {
         let (_dir, store) = temp_store();
         let store = Arc::new(store);
@@ -715,7 +813,7 @@ mod tests {
             Timer::start(Arc::clone(&store), cfg, wake_rx, clock.clone()).expect("start");
         // two hours pass on the clock only; a node change wakes the timer
         clock.advance(Duration::from_secs(2 * 3600));
-        wake.send(()).expect("the timer listens");
+        wake.send(Wake::default()).expect("the timer listens");
         let deadline = Instant::now() + Duration::from_secs(10);
         let done = loop {
             let current = get(&store, &running.id);

@@ -18,6 +18,21 @@ pub fn format(ts: &Timestamp) -> String {
     ts.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
 }
 
+/// Whether `text` is exactly what [`format`] writes for a timestamp in
+/// range (`YYYY-MM-DDTHH:MM:SS.ffffff`): a stored value in that form is
+/// answered as it is, any other is read with [`parse_stored`] first.
+pub fn is_stored_form(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 26
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            _ => c.is_ascii_digit(),
+        })
+}
+
 /// The earliest timestamp the API accepts or computes, `0001-01-01T00:00:00`
 /// (year 1, the first that Python's `datetime` and pydantic read).
 pub const MIN: Timestamp = at(1, 1, 1, 0, 0, 0, 0);
@@ -208,6 +223,24 @@ impl Clock for ManualClock {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_stored_form_is_exactly_what_format_writes() {
+        assert!(is_stored_form(&format(&MIN)));
+        assert!(is_stored_form(&format(&MAX)));
+        assert!(is_stored_form("2024-02-29T12:00:00.123456"));
+        for other in [
+            "-0001-01-01T00:00:00.000000",
+            "+10000-01-01T00:00:00.000000",
+            "2024-02-29T12:00:00.1234567",
+            "2024-02-29T12:00:00",
+            "2024-02-29 12:00:00.123456",
+            "",
+        ] {
+            assert!(!is_stored_form(other), "{other}");
+        }
+    }
+
     use super::*;
 
     #[test]

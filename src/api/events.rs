@@ -151,17 +151,21 @@ pub fn list(app: &App, req: &Req) -> ApiResult {
         let stream = app.store.stream_array("[".into(), "]".into(), rows)?;
         return Ok(Resp::json_stream(stream));
     }
-    let mut found = app.store.read(|c| events::list(c, &q))?;
-    if recursive {
-        app.store.read(|c| {
-            for event in &mut found {
-                let node_id = event["data"]["id"].as_str().and_then(ids::parse_id);
-                if let Some(node) = node_id.map(|id| nodes::get(c, &id)).transpose()?.flatten() {
-                    event["node"] = node.to_json();
-                }
-            }
-            Ok::<_, ApiError>(())
-        })?;
+    if !recursive {
+        return Ok(Resp::json_text(
+            app.store.read(|c| events::list_text(c, &q))?,
+        ));
     }
+    // recursive: each event with its node attached
+    let mut found = app.store.read(|c| events::list(c, &q))?;
+    app.store.read(|c| {
+        for event in &mut found {
+            let node_id = event["data"]["id"].as_str().and_then(ids::parse_id);
+            if let Some(node) = node_id.map(|id| nodes::get(c, &id)).transpose()?.flatten() {
+                event["node"] = node.to_json();
+            }
+        }
+        Ok::<_, ApiError>(())
+    })?;
     Ok(Resp::json(&Value::Array(found)))
 }

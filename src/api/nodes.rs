@@ -5,7 +5,7 @@
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
-use super::{STREAM_ABOVE, page, pagination, path_id};
+use super::{STREAM_ABOVE, pagination, path_id};
 use crate::app::App;
 use crate::auth;
 use crate::http::{ApiError, ApiResult, Req, Resp};
@@ -80,8 +80,8 @@ pub fn create(app: &App, req: &Req) -> ApiResult {
 /// `GET /node/{id}`: the node, or `null` for an unknown id.
 pub fn get(app: &App, _req: &Req, id: &str) -> ApiResult {
     let id = path_id(id)?;
-    let node = app.store.read(|c| nodes::get(c, &id))?;
-    Ok(Resp::json(&node.map_or(Value::Null, |n| n.to_json())))
+    let doc = app.store.read(|c| nodes::get_doc(c, &id))?;
+    Ok(Resp::json_text(doc.unwrap_or_else(|| "null".into())))
 }
 
 /// `PUT /node/{id}` (editor).
@@ -284,11 +284,14 @@ pub fn list(app: &App, req: &Req) -> ApiResult {
     }
     let (items, total) = app.store.read(|c| {
         Ok::<_, ApiError>((
-            nodes::list(c, &filter, Some(limit), offset)?,
+            nodes::list_text(c, &filter, Some(limit), offset)?,
             nodes::count(c, &filter)?,
         ))
     })?;
-    Ok(Resp::json(&page(items, total, limit, offset)))
+    // The envelope's key order: items, total, limit, offset.
+    Ok(Resp::json_text(format!(
+        "{{\"items\":{items},\"total\":{total},\"limit\":{limit},\"offset\":{offset}}}"
+    )))
 }
 
 /// `GET /nodes/fast`: a plain list, no default limit; bad limit/offset 400.
@@ -304,8 +307,10 @@ pub fn fast(app: &App, req: &Req) -> ApiResult {
     let (limit, offset) = (number("limit")?, number("offset")?.unwrap_or(0));
     let filter = filter(req)?;
     if limit.is_some_and(|l| l <= STREAM_ABOVE) {
-        let items = app.store.read(|c| nodes::list(c, &filter, limit, offset))?;
-        return Ok(Resp::json(&Value::Array(items)));
+        let items = app
+            .store
+            .read(|c| nodes::list_text(c, &filter, limit, offset))?;
+        return Ok(Resp::json_text(items));
     }
     let rows: Rows = Box::new(move |c, emit| nodes::each_doc(c, &filter, limit, offset, emit));
     let stream = app.store.stream_array("[".into(), "]".into(), rows)?;

@@ -279,6 +279,25 @@ enum GivenId {
 }
 
 impl Node {
+    /// The earliest time-driven change this node waits for: its `timeout`
+    /// while pending (running, available, closing), or its `holdoff` while
+    /// available if that comes first; none once done.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        match self.state {
+            NodeState::Done => None,
+            NodeState::Available => {
+                Some(self.holdoff.map_or(self.timeout, |h| h.min(self.timeout)))
+            }
+            NodeState::Running | NodeState::Closing => Some(self.timeout),
+        }
+    }
+
+    /// Whether this node is done or closing: a closing ancestor may have
+    /// no pending descendant any more.
+    pub fn is_settling(&self) -> bool {
+        matches!(self.state, NodeState::Done | NodeState::Closing)
+    }
+
     /// The node as every endpoint returns it, keys in the contract's order.
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).expect("a node has string keys and text timestamps")

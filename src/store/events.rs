@@ -49,18 +49,19 @@ pub fn deliverable(envelope: &str, data: &str, seq: i64) -> String {
 /// Appends an event; returns its sequence number. Listeners of the channel
 /// are told after COMMIT.
 pub fn append(c: &Connection, out: &mut Outbox, event: &Event) -> Result<i64, StoreError> {
-    c.execute(
-        "INSERT INTO event (id, timestamp, channel, owner, data, envelope)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            event.id,
-            timestamp::format(&event.timestamp),
-            event.channel,
-            event.owner,
-            event.data.to_string(),
-            stored_envelope(&event.envelope),
-        ],
+    let mut stmt = c.prepare_cached(
+        "INSERT INTO event (id, timestamp, channel, owner, node_id, data, envelope)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
+    stmt.execute(params![
+        event.id,
+        timestamp::format(&event.timestamp),
+        event.channel,
+        event.owner,
+        event.data.get("id").and_then(serde_json::Value::as_str),
+        event.data.to_string(),
+        stored_envelope(&event.envelope),
+    ])?;
     out.push(Notice::Channel(event.channel.clone()));
     Ok(c.last_insert_rowid())
 }
@@ -174,6 +175,21 @@ pub fn list(c: &Connection, q: &EventQuery) -> Result<Vec<serde_json::Value>, St
     }
 }
 
+/// The documents of [`list`] as the text of a JSON array (spliced from
+/// the stored text, never parsed).
+pub fn list_text(c: &Connection, q: &EventQuery) -> Result<String, StoreError> {
+    let mut out = String::from("[");
+    each_doc(c, q, &mut |doc| {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(doc);
+        true
+    })?;
+    out.push(']');
+    Ok(out)
+}
+
 /// Gives the text of each stored event matching `q` (the documents of
 /// [`list`]) to `emit`, ascending by sequence number, until `emit` answers
 /// `false`. The stored `data` text is spliced in as it is, never parsed.
@@ -194,7 +210,7 @@ pub fn each_doc(
     }
     if let Some(node) = &q.node_id {
         let p = bind(&mut args, Value::Text(node.clone()));
-        clauses.push(format!("json_extract(data, '$.id') = {p}"));
+        clauses.push(format!("node_id = {p}"));
     }
     if !q.ids.is_empty() {
         let ps: Vec<String> = q
@@ -220,7 +236,7 @@ pub fn each_doc(
         "SELECT id, timestamp, seq, channel, owner, data FROM event WHERE {} ORDER BY seq LIMIT {limit}",
         clauses.join(" AND ")
     );
-    let mut stmt = c.prepare(&sql)?;
+    let mut stmt = c.prepare_cached(&sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
     let mut doc = String::new();
     while let Some(row) = rows.next()? {
@@ -280,7 +296,7 @@ pub fn purge(c: &Connection, oldest: &Timestamp) -> Result<usize, StoreError> {
 /// How many events are stored for a node (`data.id`).
 pub fn count_for_node(c: &Connection, node_id: &str) -> Result<u64, StoreError> {
     let n: i64 = c.query_row(
-        "SELECT count(*) FROM event WHERE json_extract(data, '$.id') = ?1",
+        "SELECT count(*) FROM event WHERE node_id = ?1",
         [node_id],
         |r| r.get(0),
     )?;

@@ -1,8 +1,8 @@
-//! A query-language [`Filter`] as SQL: scalar columns and indexed JSON
-//! paths where a table has them, `kci_match` (the Rust matcher) for every
-//! other field. Keys never reach SQL as text and values are always bound.
-//! The node column map here must agree with the row mapping in
-//! `store/nodes.rs` and the schema in `sql/`.
+//! A query-language [`Filter`] as SQL: scalar columns and the columns of
+//! indexed JSON paths where a table has them, `kci_match` (the Rust
+//! matcher) for every other field. Keys never reach SQL as text and values
+//! are always bound. The node column map here must agree with the row
+//! mapping in `store/nodes.rs` and the schema in `sql/`.
 
 use serde_json::Value;
 
@@ -18,22 +18,27 @@ pub enum Param {
     Int(i64),
 }
 
-/// How a collection's fields map to SQL: scalar columns, indexed JSON
-/// expressions, and the document column for everything else.
+/// How a collection's fields map to SQL: scalar columns, the columns that
+/// hold the scalar at an indexed JSON path, and the document column for
+/// everything else.
 pub struct SqlTable {
     /// The JSON document column.
     pub doc: &'static str,
     /// Fields stored in scalar text columns: (field, column).
     pub columns: &'static [(&'static str, &'static str)],
-    /// Dotted fields with an expression index: (field, JSON path).
+    /// Dotted fields with an indexed column of their own: (field, column).
+    /// The column holds the JSON scalar at the path with its type (text,
+    /// integer or real; NULL when missing or null) in a regular row, and
+    /// NULL in an irregular one; [`path_columns`] fills them.
     pub indexed_paths: &'static [(&'static str, &'static str)],
     /// Column flagging rows whose indexed paths run through arrays or end
-    /// in objects; such rows are matched by `kci_match` instead.
+    /// in objects or booleans; such rows are matched by `kci_match`
+    /// instead.
     pub irregular: Option<&'static str>,
 }
 
 /// The node table: the columns that `nodes::row` fills, and the paths
-/// that have an expression index in `sql/`.
+/// that have an indexed column in `sql/`.
 pub const NODE_TABLE: SqlTable = SqlTable {
     doc: "doc",
     columns: &[
@@ -52,19 +57,13 @@ pub const NODE_TABLE: SqlTable = SqlTable {
         ("holdoff", "holdoff"),
     ],
     indexed_paths: &[
-        ("data.kernel_revision.tree", "$.data.kernel_revision.tree"),
-        (
-            "data.kernel_revision.branch",
-            "$.data.kernel_revision.branch",
-        ),
-        (
-            "data.kernel_revision.commit",
-            "$.data.kernel_revision.commit",
-        ),
-        ("data.arch", "$.data.arch"),
-        ("data.defconfig", "$.data.defconfig"),
-        ("data.platform", "$.data.platform"),
-        ("data.runtime", "$.data.runtime"),
+        ("data.kernel_revision.tree", "k_tree"),
+        ("data.kernel_revision.branch", "k_branch"),
+        ("data.kernel_revision.commit", "k_commit"),
+        ("data.arch", "d_arch"),
+        ("data.defconfig", "d_defconfig"),
+        ("data.platform", "d_platform"),
+        ("data.runtime", "d_runtime"),
     ],
     irregular: Some("irregular"),
 };
@@ -131,12 +130,47 @@ fn column_sql(b: &mut Builder, col: &str, cond: &Condition) -> String {
         (Op::Nin, QValue::List(items)) => {
             format!("({col} IS NULL OR {col} NOT IN {})", b.list(items))
         }
-        (Op::Re, QValue::Str(p)) => format!("{col} REGEXP {}", b.text(p)),
+        (Op::Re, QValue::Str(p)) => match prefix_range(p) {
+            // an index on the column walks only the names with the prefix
+            Some((lo, hi)) => format!(
+                "({col} >= {} AND {col} < {} AND {col} REGEXP {})",
+                b.text(&lo),
+                b.text(&hi),
+                b.text(p)
+            ),
+            None => format!("{col} REGEXP {}", b.text(p)),
+        },
         (op @ (Op::Lt | Op::Gt | Op::Lte | Op::Gte), QValue::Str(v)) => {
             format!("{col} {} {}", comparison(*op), b.text(v))
         }
         _ => "0".into(),
     }
+}
+
+/// For a pattern anchored at the start with a literal prefix (`^baseline-`
+/// and so on), the range of strings `[lo, hi)` that every match lies in:
+/// strings starting with the prefix sort from it up to (not including) the
+/// prefix with its last character's code point increased (UTF-8 compares
+/// in code point order). `None` when the pattern is not so anchored or has
+/// an alternation (`^a|b` also matches "b" anywhere).
+fn prefix_range(pattern: &str) -> Option<(String, String)> {
+    let rest = pattern.strip_prefix('^')?;
+    if pattern.contains('|') {
+        return None;
+    }
+    let mut prefix: String = rest
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '/' | ':' | ',' | ' ' | '='))
+        .collect();
+    // a quantifier after the last character makes that character optional
+    let next = rest[prefix.len()..].chars().next();
+    if matches!(next, Some('?' | '*' | '{')) {
+        prefix.pop();
+    }
+    let last = prefix.pop()?;
+    let bumped = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32)?;
+    let lo = format!("{prefix}{last}");
+    Some((lo, format!("{prefix}{bumped}")))
 }
 
 fn comparison(op: Op) -> &'static str {
@@ -148,25 +182,27 @@ fn comparison(op: Op) -> &'static str {
     }
 }
 
-/// A condition on an indexed JSON path of a regular row (no arrays on the
-/// way, a scalar or nothing at the end), in terms of `json_extract` so that
-/// the expression index serves it.
-fn path_sql(b: &mut Builder, doc: &str, path: &str, cond: &Condition) -> String {
-    let e = format!("json_extract({doc}, '{path}')");
-    let t = format!("json_type({doc}, '{path}')");
+/// A condition on the column of an indexed JSON path of a regular row (no
+/// arrays on the way, a string, a number or nothing at the end; never a
+/// boolean), so that the column's index serves it. Type brackets as in
+/// MongoDB: text compares with text, numbers with numbers.
+fn path_sql(b: &mut Builder, col: &str, cond: &Condition) -> String {
+    let e = col;
+    let t = format!("typeof({col})");
     let numeric = format!("{t} IN ('integer', 'real')");
     match (&cond.op, &cond.value) {
         (Op::Eq | Op::Lte | Op::Gte, QValue::Null) => format!("{e} IS NULL"),
         (Op::Lt | Op::Gt, QValue::Null) => "0".into(),
         (Op::Eq, QValue::Str(v)) => format!("{e} = {}", b.text(v)),
         (Op::Eq, QValue::Int(n)) => format!("({e} = {} AND {numeric})", b.bind(Param::Int(*n))),
-        (Op::Eq, QValue::Bool(v)) => format!("{t} = '{v}'"),
+        // Booleans make a row irregular.
+        (Op::Eq, QValue::Bool(_)) => "0".into(),
         (Op::Ne, QValue::Null) => format!("{e} IS NOT NULL"),
         (Op::Ne, QValue::Str(v)) => format!("{e} IS NOT {}", b.text(v)),
         (Op::Ne, QValue::Int(n)) => {
             format!("NOT ({e} IS {} AND {numeric})", b.bind(Param::Int(*n)))
         }
-        (Op::Ne, QValue::Bool(v)) => format!("{t} IS NOT '{v}'"),
+        (Op::Ne, QValue::Bool(_)) => "1".into(),
         (Op::In, QValue::List(items)) => format!("{e} IN {}", b.list(items)),
         (Op::Nin, QValue::List(items)) => {
             format!("({e} IS NULL OR {e} NOT IN {})", b.list(items))
@@ -195,8 +231,8 @@ pub fn to_sql(
 ) -> Result<(String, Vec<Param>), serde_json::Error> {
     let mut b = Builder { params: Vec::new() };
     let mut clauses = Vec::new();
-    // Conditions on indexed paths: for regular rows in json_extract form
-    // (served by the expression indexes), for irregular rows by kci_match.
+    // Conditions on indexed paths: for regular rows on the path's column
+    // (served by its index), for irregular rows by kci_match.
     // (A_reg OR A_irr) AND (B_reg OR B_irr) is written as
     // (A_reg AND B_reg AND regular) OR (A_irr AND B_irr AND irregular),
     // which is the same (a row is one or the other) but lets SQLite use one
@@ -209,8 +245,8 @@ pub fn to_sql(
         let indexed = table.indexed_paths.iter().find(|(f, _)| *f == field);
         match (column, indexed, table.irregular) {
             (Some((_, col)), _, _) => clauses.push(column_sql(&mut b, col, cond)),
-            (None, Some((_, path)), Some(_)) => {
-                regular.push(path_sql(&mut b, table.doc, path, cond));
+            (None, Some((_, col)), Some(_)) => {
+                regular.push(path_sql(&mut b, col, cond));
                 let json = b.text(&serde_json::to_string(cond)?);
                 exact.push(format!("kci_match({}, {json})", table.doc));
             }
@@ -235,23 +271,63 @@ pub fn to_sql(
     Ok((sql, b.params))
 }
 
-/// Whether the indexed paths of `doc` are regular: no array on the way and
-/// a scalar (or nothing) at the end. Irregular rows bypass the indexes.
-pub fn is_regular(doc: &Value, table: &SqlTable) -> bool {
-    table.indexed_paths.iter().all(|(field, _)| {
-        let mut current = doc;
-        for step in field.split('.') {
-            match current {
-                Value::Object(map) => match map.get(step) {
-                    Some(next) => current = next,
-                    None => return true,
-                },
-                Value::Array(_) => return false,
-                _ => return true,
-            }
+/// What an indexed path of `doc` holds.
+enum AtPath<'a> {
+    /// Nothing: the path ends early (a missing key, or a string or number
+    /// on the way).
+    Nothing,
+    /// A string, a number or null.
+    Scalar(&'a Value),
+    /// An array on the way or at the end, an object or a boolean at the end.
+    Irregular,
+}
+
+fn at_path<'a>(doc: &'a Value, field: &str) -> AtPath<'a> {
+    let mut current = doc;
+    for step in field.split('.') {
+        match current {
+            Value::Object(map) => match map.get(step) {
+                Some(next) => current = next,
+                None => return AtPath::Nothing,
+            },
+            Value::Array(_) | Value::Bool(_) => return AtPath::Irregular,
+            _ => return AtPath::Nothing,
         }
-        !matches!(current, Value::Array(_) | Value::Object(_))
-    })
+    }
+    match current {
+        Value::Array(_) | Value::Object(_) | Value::Bool(_) => AtPath::Irregular,
+        scalar => AtPath::Scalar(scalar),
+    }
+}
+
+/// Whether the indexed paths of `doc` are regular: no array on the way and
+/// a string, a number, null or nothing at the end. Irregular rows bypass
+/// the indexes.
+pub fn is_regular(doc: &Value, table: &SqlTable) -> bool {
+    table
+        .indexed_paths
+        .iter()
+        .all(|(field, _)| !matches!(at_path(doc, field), AtPath::Irregular))
+}
+
+/// The values of the indexed path columns of `doc`, in the order of
+/// `table.indexed_paths`: each scalar with its SQL type, NULL when missing
+/// or null, and all NULL for an irregular document.
+pub fn path_columns(doc: &Value, table: &SqlTable) -> Vec<rusqlite::types::Value> {
+    use rusqlite::types::Value as Sql;
+    let regular = is_regular(doc, table);
+    table
+        .indexed_paths
+        .iter()
+        .map(|(field, _)| match (regular, at_path(doc, field)) {
+            (true, AtPath::Scalar(Value::String(s))) => Sql::Text(s.clone()),
+            (true, AtPath::Scalar(Value::Number(n))) => match n.as_i64() {
+                Some(i) => Sql::Integer(i),
+                None => Sql::Real(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            _ => Sql::Null,
+        })
+        .collect()
 }
 
 /// SQL for a filter over `table`, parameters ready to bind.
@@ -294,15 +370,72 @@ mod tests {
         .expect("valid");
         let (sql, args) = to_sql(&filter, &NODE_TABLE).expect("sql");
         assert!(sql.contains("kind = ?1"), "{sql}");
-        assert!(
-            sql.contains("json_extract(doc, '$.data.arch') = ?2"),
-            "{sql}"
-        );
+        assert!(sql.contains("d_arch = ?2"), "{sql}");
         assert!(sql.contains("kci_match(doc, ?"), "{sql}");
         assert!(sql.contains("name REGEXP ?"), "{sql}");
         assert!(!sql.contains("DROP"), "values never reach SQL text: {sql}");
         assert_eq!(args[0], Param::Text("kbuild".into()));
-        assert_eq!(args.len(), 5);
+        // kind, arch, its kci_match, path's kci_match, the name prefix range
+        // (two) and the pattern
+        assert_eq!(args.len(), 7);
+    }
+
+    #[test]
+    fn anchored_literal_prefixes_become_ranges() {
+        let range = |p: &str| prefix_range(p).map(|(lo, hi)| format!("{lo}..{hi}"));
+        assert_eq!(
+            range("^baseline-x86").as_deref(),
+            Some("baseline-x86..baseline-x87")
+        );
+        assert_eq!(range("^baseline.*").as_deref(), Some("baseline..baselinf"));
+        assert_eq!(range("^kunit?x").as_deref(), Some("kuni..kunj"));
+        assert_eq!(range("^ab+").as_deref(), Some("ab..ac"));
+        assert_eq!(range("^é").as_deref(), Some("é..ê"));
+        for none in ["baseline", "^", "^.x", "^(?i)abc", "^a|b", "^[ab]", "^a*"] {
+            assert_eq!(range(none), None, "{none}");
+        }
+    }
+
+    #[test]
+    fn a_prefix_range_keeps_every_match() {
+        let (_dir, store) = temp_store();
+        let names = [
+            "base",
+            "baseline",
+            "baseline-x86",
+            "baseline-x86_64",
+            "baselinf",
+            "basf",
+        ];
+        store
+            .write(move |c, out| {
+                for name in names {
+                    let body = json!({"name": name, "path": [name]});
+                    let node =
+                        crate::model::node::Node::create(&body, "u", crate::timestamp::now())
+                            .expect("valid");
+                    nodes::insert(c, out, &node)?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .expect("insert");
+        for pattern in ["^baseline", "^base", "^baseline-x86_", "^basel?", "^b"] {
+            let filter =
+                Filter::parse(&params(&[("name__re", pattern)]), &[], &NODE_SCHEMA).expect("valid");
+            let found: Vec<String> = store
+                .read(|c| nodes::list(c, &filter, None, 0))
+                .expect("list")
+                .iter()
+                .map(|n| n["name"].as_str().expect("name").to_string())
+                .collect();
+            let regex = regex::Regex::new(pattern).expect("pattern");
+            let want: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| regex.is_match(n))
+                .collect();
+            assert_eq!(found, want, "{pattern}");
+        }
     }
 
     #[test]
@@ -329,10 +462,7 @@ mod tests {
         assert_eq!(sql("result__lt"), "0");
         assert_eq!(sql("created__gt"), "0");
         let path = sql("data.arch__gte");
-        assert!(
-            path.contains("json_extract(doc, '$.data.arch') IS NULL AND irregular = 0"),
-            "{path}"
-        );
+        assert!(path.contains("d_arch IS NULL AND irregular = 0"), "{path}");
         assert!(sql("data.arch__lt").contains("(0 AND irregular = 0)"));
     }
 

@@ -46,6 +46,12 @@ pub const MIGRATIONS: &[Migration] = &[
         up: include_str!("../../sql/0005_telemetry.up.sql"),
         down: include_str!("../../sql/0005_telemetry.down.sql"),
     },
+    Migration {
+        version: 6,
+        name: "lean_rows",
+        up: include_str!("../../sql/0006_lean_rows.up.sql"),
+        down: include_str!("../../sql/0006_lean_rows.down.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -20,8 +20,13 @@ const MAX_BATCH: usize = 256;
 pub enum Notice {
     Channel(String),
     List(String),
-    /// Nodes were created or changed (their deadlines may have moved).
-    Nodes,
+    /// A node was created or changed: the earliest deadline it now has,
+    /// and whether it is done or closing (see `Node::next_deadline`,
+    /// `Node::is_settling`).
+    Node {
+        deadline: Option<crate::timestamp::Timestamp>,
+        settling: bool,
+    },
 }
 
 /// Where notices of committed writes go (set once by the broker).
