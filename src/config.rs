@@ -31,6 +31,10 @@ const MAX_HEAD_TIMEOUT_SECS: u64 = 3600;
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 /// Longest idle timeout accepted, in seconds.
 const MAX_IDLE_TIMEOUT_SECS: u64 = 86_400;
+/// Default cap on the connections open at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Highest connection cap accepted.
+const MAX_MAX_CONNECTIONS: usize = 1_000_000;
 /// Default cap on the live subscriptions of one user.
 pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_USER: usize = 10_000;
 /// Highest cap on the live subscriptions of one user accepted.
@@ -111,6 +115,9 @@ pub struct Config {
     /// A connection with no request in flight and none arriving for this
     /// long is closed.
     pub idle_timeout_secs: u64,
+    /// Most connections open at once (also bounded by the file descriptors
+    /// the process may open); more are closed as soon as accepted.
+    pub max_connections: usize,
     /// Most live pub/sub subscriptions one user may hold (429 above it).
     pub max_subscriptions_per_user: usize,
     pub bcrypt_cost: u32,
@@ -308,6 +315,13 @@ impl Config {
             MAX_IDLE_TIMEOUT_SECS,
             " seconds",
         )?;
+        let max_connections = ranged(
+            &get,
+            "KCI_MAX_CONNECTIONS",
+            DEFAULT_MAX_CONNECTIONS,
+            MAX_MAX_CONNECTIONS,
+            "",
+        )?;
         let max_subscriptions_per_user = ranged(
             &get,
             "KCI_MAX_SUBSCRIPTIONS_PER_USER",
@@ -353,6 +367,7 @@ impl Config {
             body_timeout_secs,
             head_timeout_secs,
             idle_timeout_secs,
+            max_connections,
             max_subscriptions_per_user,
             bcrypt_cost,
             synchronous_full,

@@ -29,6 +29,27 @@ const BODIES_AT_ONCE: u64 = 16;
 const WRITER_IDLE_EXIT: Duration = Duration::from_secs(10);
 /// Stack of a writer thread (it only copies a response to a socket).
 const WRITER_STACK_BYTES: usize = 128 * 1024;
+/// Answers larger than this (and every streamed one) are written by a
+/// writer thread: a client that reads them slowly, or not at all, then
+/// holds no worker. A smaller answer fits in the socket's send buffer.
+const WRITE_ON_WORKER_MAX_BYTES: usize = 64 * 1024;
+/// File descriptors one connection takes (its socket and two duplicates).
+const FDS_PER_CONNECTION: u64 = 3;
+/// File descriptors kept for everything else (the database, its WAL,
+/// the listener, logs).
+const FDS_KEPT: u64 = 64;
+
+/// The connection cap: `configured`, lowered so that the connections fit
+/// in the file descriptors the process may open (raised to the hard limit
+/// first). Past the cap, connections are closed as soon as accepted; out
+/// of descriptors, the process could not even open its database.
+fn connection_cap(configured: usize) -> usize {
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    let fit = limit.saturating_sub(FDS_KEPT) / FDS_PER_CONNECTION;
+    configured
+        .min(usize::try_from(fit).unwrap_or(usize::MAX))
+        .max(1)
+}
 
 /// A running server.
 pub struct Running {
@@ -202,6 +223,7 @@ pub fn start(app: Arc<App>, bind: &str) -> Result<Running, StartError> {
         body_deadline: Some(Duration::from_secs(app.config.body_timeout_secs)),
         head_deadline: Some(Duration::from_secs(app.config.head_timeout_secs)),
         idle_timeout: Some(Duration::from_secs(app.config.idle_timeout_secs)),
+        max_connections: Some(connection_cap(app.config.max_connections)),
         body_budget: Some(Arc::new(tiny_http::BodyBudget::new(
             app.config.max_body_bytes.saturating_mul(BODIES_AT_ONCE),
         ))),
@@ -271,12 +293,18 @@ struct Responder {
 }
 
 impl Responder {
-    /// Writes the response on this thread when it can be written at once;
-    /// else (an earlier request of the connection, such as a pipelined long
-    /// poll, is still unanswered) hands it to a writer thread, so that a
-    /// worker never waits for another request's answer.
+    /// Writes the response on this thread when it is small and can be
+    /// written at once; else (a large or streamed answer, which a client
+    /// may read as slowly as it likes, or an earlier request of the
+    /// connection, such as a pipelined long poll, is still unanswered)
+    /// hands it to a writer thread, so that a worker never waits for a
+    /// client or for another request's answer.
     fn send(self, writers: &Arc<Writers>, resp: Resp) {
-        if self.raw.is_next_to_answer() {
+        let small = match &resp.body {
+            RespBody::Bytes(bytes) => bytes.len() <= WRITE_ON_WORKER_MAX_BYTES,
+            RespBody::Stream(_) => false,
+        };
+        if small && self.raw.is_next_to_answer() {
             self.write(resp);
         } else {
             self.send_later(writers, resp);

@@ -395,23 +395,35 @@ fn a_413_closes_the_connection_without_reading_the_body() {
 
 #[test]
 fn bodies_read_ahead_share_a_bounded_budget() {
-    // the budget holds 16 bodies of the largest size (bodies up to 1 KiB
-    // are read with their head and need none)
+    // the budget holds 16 bodies of the largest size, taken as their bytes
+    // arrive (bodies up to 64 KiB take none)
+    const LIMIT: usize = 2 * 1024 * 1024;
     let srv = TestServer::builder()
-        .var("KCI_MAX_BODY_BYTES", "2000")
-        .var("KCI_BODY_TIMEOUT_SECONDS", "2")
+        .var("KCI_MAX_BODY_BYTES", &LIMIT.to_string())
+        .var("KCI_BODY_TIMEOUT_SECONDS", "3")
         .start();
-    let _holding: Vec<TcpStream> = (0..16).map(|_| silent_body(srv.addr, 2000)).collect();
-    std::thread::sleep(Duration::from_millis(300)); // let them take the budget
-    // one more body waits for room, then gives up within its deadline
-    let mut waiting = silent_body(srv.addr, 1500);
-    waiting.write_all(&[b' '; 1500]).unwrap();
+    // announcing a body takes nothing: 32 silent ones leave room
+    let _silent: Vec<TcpStream> = (0..32).map(|_| silent_body(srv.addr, LIMIT)).collect();
+    // 16 that sent all but their last byte take it all
+    let _holding: Vec<TcpStream> = (0..16)
+        .map(|_| {
+            let mut stream = silent_body(srv.addr, LIMIT);
+            stream.write_all(&vec![b' '; LIMIT - 1]).unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500)); // let them take the budget
+    // one more large body waits for room, then gives up within its deadline
+    let mut waiting = silent_body(srv.addr, LIMIT / 2);
+    waiting.write_all(&vec![b' '; LIMIT / 2]).unwrap();
     waiting
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let (status, body) = read_response(&mut waiting);
     assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
-    // requests without a body are served meanwhile
+    // small bodies and requests without a body are served meanwhile
+    let (status, _) = srv.post_json("/node", None, &json!({"name": "small"}));
+    assert_eq!(status, 401);
     let (status, _) = srv.get("/", None);
     assert_eq!(status, 200);
 }

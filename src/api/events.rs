@@ -3,7 +3,7 @@
 use chrono::DateTime;
 use serde_json::Value;
 
-use super::STREAM_ABOVE;
+use super::{IN_MEMORY_MAX_BYTES, STREAM_ABOVE};
 use crate::app::App;
 use crate::http::{ApiError, ApiResult, Req, Resp};
 use crate::ids;
@@ -146,15 +146,18 @@ pub fn list(app: &App, req: &Req) -> ApiResult {
     filter.conditions.extend(conditions);
     q.filter = filter;
     q.oldest = Some(timestamp::now() - timestamp::span_secs(app.config.event_history_ttl_secs));
-    if !recursive && q.limit.is_none_or(|l| l > STREAM_ABOVE) {
+    if !recursive {
+        if q.limit.is_some_and(|l| l <= STREAM_ABOVE) {
+            let items = app
+                .store
+                .read(|c| events::list_text(c, &q, IN_MEMORY_MAX_BYTES))?;
+            if let Some(items) = items {
+                return Ok(Resp::json_text(items));
+            }
+        }
         let rows: Rows = Box::new(move |c, emit| events::each_doc(c, &q, emit));
         let stream = app.store.stream_array("[".into(), "]".into(), rows)?;
         return Ok(Resp::json_stream(stream));
-    }
-    if !recursive {
-        return Ok(Resp::json_text(
-            app.store.read(|c| events::list_text(c, &q))?,
-        ));
     }
     // recursive: each event with its node attached
     let mut found = app.store.read(|c| events::list(c, &q))?;

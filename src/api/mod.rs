@@ -23,6 +23,9 @@ pub const DEFAULT_LIMIT: u64 = 50;
 /// streamed from the stored documents in bounded memory instead of built in
 /// memory.
 pub const STREAM_ABOVE: u64 = 500;
+/// A shorter list is built in memory only up to this many bytes; past it
+/// (large documents), it is streamed too.
+pub const IN_MEMORY_MAX_BYTES: usize = 1024 * 1024;
 
 /// `limit` (≥ 1, default 50) and `offset` (≥ 0, default 0), or 422.
 pub fn pagination(req: &Req) -> Result<(u64, u64), ApiError> {

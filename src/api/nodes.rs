@@ -5,7 +5,7 @@
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
-use super::{STREAM_ABOVE, pagination, path_id};
+use super::{IN_MEMORY_MAX_BYTES, STREAM_ABOVE, pagination, path_id};
 use crate::app::App;
 use crate::auth;
 use crate::http::{ApiError, ApiResult, Req, Resp};
@@ -271,27 +271,24 @@ fn filter(req: &Req) -> Result<Filter, ApiError> {
 pub fn list(app: &App, req: &Req) -> ApiResult {
     let (limit, offset) = pagination(req)?;
     let filter = filter(req)?;
-    if limit > STREAM_ABOVE {
-        let total = app.store.read(|c| nodes::count(c, &filter))?;
-        // The envelope's key order: items, total, limit, offset.
-        let suffix = format!("],\"total\":{total},\"limit\":{limit},\"offset\":{offset}}}");
-        let rows: Rows =
-            Box::new(move |c, emit| nodes::each_doc(c, &filter, Some(limit), offset, emit));
-        let stream = app
-            .store
-            .stream_array("{\"items\":[".into(), suffix, rows)?;
-        return Ok(Resp::json_stream(stream));
-    }
     let (items, total) = app.store.read(|c| {
-        Ok::<_, ApiError>((
-            nodes::list_text(c, &filter, Some(limit), offset)?,
-            nodes::count(c, &filter)?,
-        ))
+        let items = match limit <= STREAM_ABOVE {
+            true => nodes::list_text(c, &filter, Some(limit), offset, IN_MEMORY_MAX_BYTES)?,
+            false => None,
+        };
+        Ok::<_, ApiError>((items, nodes::count(c, &filter)?))
     })?;
     // The envelope's key order: items, total, limit, offset.
-    Ok(Resp::json_text(format!(
-        "{{\"items\":{items},\"total\":{total},\"limit\":{limit},\"offset\":{offset}}}"
-    )))
+    let suffix = format!("\"total\":{total},\"limit\":{limit},\"offset\":{offset}}}");
+    if let Some(items) = items {
+        return Ok(Resp::json_text(format!("{{\"items\":{items},{suffix}")));
+    }
+    let rows: Rows =
+        Box::new(move |c, emit| nodes::each_doc(c, &filter, Some(limit), offset, emit));
+    let stream = app
+        .store
+        .stream_array("{\"items\":[".into(), format!("],{suffix}"), rows)?;
+    Ok(Resp::json_stream(stream))
 }
 
 /// `GET /nodes/fast`: a plain list, no default limit; bad limit/offset 400.
@@ -309,8 +306,10 @@ pub fn fast(app: &App, req: &Req) -> ApiResult {
     if limit.is_some_and(|l| l <= STREAM_ABOVE) {
         let items = app
             .store
-            .read(|c| nodes::list_text(c, &filter, limit, offset))?;
-        return Ok(Resp::json_text(items));
+            .read(|c| nodes::list_text(c, &filter, limit, offset, IN_MEMORY_MAX_BYTES))?;
+        if let Some(items) = items {
+            return Ok(Resp::json_text(items));
+        }
     }
     let rows: Rows = Box::new(move |c, emit| nodes::each_doc(c, &filter, limit, offset, emit));
     let stream = app.store.stream_array("[".into(), "]".into(), rows)?;

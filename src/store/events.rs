@@ -176,18 +176,27 @@ pub fn list(c: &Connection, q: &EventQuery) -> Result<Vec<serde_json::Value>, St
 }
 
 /// The documents of [`list`] as the text of a JSON array (spliced from
-/// the stored text, never parsed).
-pub fn list_text(c: &Connection, q: &EventQuery) -> Result<String, StoreError> {
+/// the stored text, never parsed); `None` as soon as it would pass
+/// `max_bytes` (the caller streams such an answer instead).
+pub fn list_text(
+    c: &Connection,
+    q: &EventQuery,
+    max_bytes: usize,
+) -> Result<Option<String>, StoreError> {
     let mut out = String::from("[");
+    let mut fits = true;
     each_doc(c, q, &mut |doc| {
-        if out.len() > 1 {
-            out.push(',');
+        fits = out.len() + doc.len() < max_bytes;
+        if fits {
+            if out.len() > 1 {
+                out.push(',');
+            }
+            out.push_str(doc);
         }
-        out.push_str(doc);
-        true
+        fits
     })?;
     out.push(']');
-    Ok(out)
+    Ok(fits.then_some(out))
 }
 
 /// Gives the text of each stored event matching `q` (the documents of

@@ -35,6 +35,12 @@ use filter::{SqlTable, filter_sql};
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read connections kept in the pool at most.
 const MAX_READERS: u32 = 32;
+/// Read connections of streamed answers, a pool of their own: a stream
+/// holds its connection while its client reads, as slowly as it likes, so
+/// clients that stop reading can use up only these, never the connections
+/// of ordinary requests. A stream that finds none free is refused at once
+/// (503), so that no worker waits for one.
+const MAX_STREAM_READERS: u32 = 16;
 
 /// Store failures, as the API layer sees them.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,9 +80,12 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// No read connection within the pool's wait: every one is in use (by
+/// streamed answers to slow clients, say), so the caller may try again.
 impl From<r2d2::Error> for StoreError {
     fn from(err: r2d2::Error) -> StoreError {
-        StoreError::Internal(format!("connection pool: {err}"))
+        eprintln!("kci-lite: no read connection: {err}");
+        StoreError::Busy
     }
 }
 
@@ -90,6 +99,8 @@ impl From<serde_json::Error> for StoreError {
 pub struct Store {
     path: PathBuf,
     readers: r2d2::Pool<SqliteConnectionManager>,
+    /// Read connections of streamed answers (see `MAX_STREAM_READERS`).
+    pub(crate) stream_readers: r2d2::Pool<SqliteConnectionManager>,
     jobs: RwLock<Option<Sender<writer::Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     notifier: writer::Notifier,
@@ -199,19 +210,26 @@ impl Store {
         migrate::up(&conn, None)?;
         // Statistics for the query planner, limited in time by SQLite.
         conn.execute_batch("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002")?;
-        let manager = SqliteConnectionManager::file(path)
-            .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .with_init(move |c| prepare(c, synchronous_full));
+        let manager = || {
+            SqliteConnectionManager::file(path)
+                .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .with_init(move |c| prepare(c, synchronous_full))
+        };
         let readers = r2d2::Pool::builder()
             .max_size(MAX_READERS)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
-            .build(manager)?;
+            .build(manager())?;
+        let stream_readers = r2d2::Pool::builder()
+            .max_size(MAX_STREAM_READERS)
+            .min_idle(Some(MAX_STREAM_READERS))
+            .build(manager())?;
         let notifier = writer::Notifier::default();
         let (jobs, handle) = writer::spawn(conn, Arc::clone(&notifier))?;
         Ok(Store {
             path: path.to_path_buf(),
             readers,
+            stream_readers,
             jobs: RwLock::new(Some(jobs)),
             writer: Mutex::new(Some(handle)),
             notifier,

@@ -56,23 +56,29 @@ pub fn get_doc(c: &Connection, id: &str) -> Result<Option<String>, StoreError> {
 }
 
 /// The stored documents of the nodes matching `filter`, in id order, as
-/// the text of a JSON array (spliced, never parsed).
+/// the text of a JSON array (spliced, never parsed); `None` as soon as it
+/// would pass `max_bytes` (the caller streams such an answer instead).
 pub fn list_text(
     c: &Connection,
     filter: &Filter,
     limit: Option<u64>,
     offset: u64,
-) -> Result<String, StoreError> {
+    max_bytes: usize,
+) -> Result<Option<String>, StoreError> {
     let mut out = String::from("[");
+    let mut fits = true;
     each_doc(c, filter, limit, offset, &mut |doc| {
-        if out.len() > 1 {
-            out.push(',');
+        fits = out.len() + doc.len() < max_bytes;
+        if fits {
+            if out.len() > 1 {
+                out.push(',');
+            }
+            out.push_str(doc);
         }
-        out.push_str(doc);
-        true
+        fits
     })?;
     out.push(']');
-    Ok(out)
+    Ok(fits.then_some(out))
 }
 
 /// Whether a node with this id exists.

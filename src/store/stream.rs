@@ -98,12 +98,10 @@ impl Store {
         std::thread::Builder::new()
             .name("kci-stream".into())
             .spawn(move || {
-                let conn = match store.readers.get() {
-                    Ok(conn) => conn,
-                    Err(err) => {
-                        let _ = started.send(Err(err.into()));
-                        return;
-                    }
+                // none free: refused at once (see MAX_STREAM_READERS)
+                let Some(conn) = store.stream_readers.try_get() else {
+                    let _ = started.send(Err(StoreError::Busy));
+                    return;
                 };
                 let mut chunker = Chunker {
                     out,

@@ -38,12 +38,22 @@ pub struct Launch {
     /// In order; `None` removes the variable.
     env: Vec<(OsString, Option<OsString>)>,
     log_file: Option<PathBuf>,
+    /// A command the binary is run through (e.g. `prlimit ... --`), which
+    /// must exec it (so the process id stays the server's).
+    wrapper: Vec<OsString>,
 }
 
 impl Launch {
     /// Runs this binary instead of [`BINARY`].
     pub fn binary(mut self, path: &Path) -> Launch {
         self.binary = path.to_path_buf();
+        self
+    }
+
+    /// Runs the binary through `command` (its program and arguments), which
+    /// must exec it: `["prlimit", "--nofile=256:256", "--"]`.
+    pub fn wrapper(mut self, command: &[&str]) -> Launch {
+        self.wrapper = command.iter().map(OsString::from).collect();
         self
     }
 
@@ -90,7 +100,14 @@ impl Launch {
     /// [`START_TIMEOUT`]) until it prints the address it listens on.
     /// Panics, with what it printed, when it exits or stays silent instead.
     pub fn start(self) -> ServerProcess {
-        let mut command = Command::new(&self.binary);
+        let mut command = match self.wrapper.split_first() {
+            None => Command::new(&self.binary),
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&self.binary);
+                command
+            }
+        };
         command.args(["serve", "--bind", "127.0.0.1:0"]);
         if let Some(db) = &self.db {
             command.arg("--db").arg(db);
@@ -161,6 +178,7 @@ impl ServerProcess {
             clear_env: false,
             env: Vec::new(),
             log_file: None,
+            wrapper: Vec::new(),
         }
     }
 

@@ -31,6 +31,14 @@ const MAX_HEADER_COUNT: usize = 100;
 /// How long a connection is drained, at most, after an error answered by
 /// the library, before it is closed (see `RefinedTcpStream::linger_close`).
 const ERROR_LINGER: Duration = Duration::from_secs(2);
+/// Bodies up to this size take no share of the body budget: a body that
+/// large costs little, and the requests that carry them (nearly all) are
+/// never held up by clients that trickle large bodies.
+const FREE_BODY_BYTES: u64 = 64 * 1024;
+/// A larger body takes its share of the budget in steps of this size as
+/// its bytes arrive (never for bytes not sent yet), and only so much memory
+/// is set aside for it.
+const BUDGET_STEP: u64 = 1024 * 1024;
 /// The most requests of one connection handed out and not yet answered:
 /// the next one is not read before one of them is answered, so a client
 /// that pipelines without reading costs bounded memory.
@@ -485,20 +493,14 @@ impl ClientConnection {
             self.finish(rq, 413, "Request body too large");
             return None;
         }
-        let capacity = rq.body_length().unwrap_or(0);
         let until = Instant::now() + deadline;
-        // Room for the whole body (the limit, when its length is unknown)
-        // before reading any of it.
-        let reserved = rq.body_length().map_or(max, |n| n as u64);
-        let budget = self.limits.body_budget.clone();
-        if let Some(budget) = &budget {
-            if !budget.take(reserved, until) {
-                self.finish(rq, 503, "Server busy: too many request bodies at once, try again");
-                return None;
-            }
-        }
-        let held = Reserved { budget, bytes: reserved };
-        let mut body = Vec::with_capacity(capacity);
+        // The most this body can be: its length, or the limit.
+        let most = rq.body_length().map_or(max, |n| n as u64);
+        let mut held = Reserved {
+            budget: self.limits.body_budget.clone(),
+            bytes: 0,
+        };
+        let mut body = Vec::with_capacity(most.min(FREE_BODY_BYTES) as usize);
         let mut chunk = [0u8; 16 * 1024];
         let outcome = loop {
             let left = until.saturating_duration_since(Instant::now());
@@ -513,7 +515,22 @@ impl ClientConnection {
             match rq.as_reader().read(&mut chunk) {
                 Ok(0) => break Ok(()),
                 Ok(n) if (body.len() + n) as u64 > max => break Err(413),
-                Ok(n) => body.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    let need = (body.len() + n) as u64;
+                    if need > FREE_BODY_BYTES && need > held.bytes {
+                        // the next step of the budget, and the memory for it
+                        let upto = need.div_ceil(BUDGET_STEP).saturating_mul(BUDGET_STEP).min(most.max(need));
+                        let more = upto - held.bytes;
+                        if let Some(budget) = &held.budget {
+                            if !budget.take(more, until) {
+                                break Err(503);
+                            }
+                        }
+                        held.bytes = upto;
+                        body.reserve_exact((upto as usize).saturating_sub(body.len()));
+                    }
+                    body.extend_from_slice(&chunk[..n]);
+                }
                 Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     break Err(408);
                 }
@@ -534,6 +551,10 @@ impl ClientConnection {
             }
             Err(408) => {
                 self.finish(rq, 408, "Request body not received in time");
+                None
+            }
+            Err(503) => {
+                self.finish(rq, 503, "Server busy: too many request bodies at once, try again");
                 None
             }
             Err(_) => {

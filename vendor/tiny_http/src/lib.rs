@@ -149,6 +149,10 @@ pub struct ConnectionLimits {
     /// the last answer, so a request waiting for its answer (a long poll)
     /// never makes its connection idle.
     pub idle_timeout: Option<std::time::Duration>,
+    /// The most connections open at once: a connection accepted beyond it
+    /// is closed at once, so that the process keeps file descriptors (and
+    /// threads) for those it serves.
+    pub max_connections: Option<usize>,
 }
 
 /// kci-lite patch: a count of bytes that bodies read ahead may hold.
@@ -200,6 +204,7 @@ impl std::fmt::Debug for ConnectionLimits {
             .field("body_deadline", &self.body_deadline)
             .field("head_deadline", &self.head_deadline)
             .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
 }
@@ -216,6 +221,18 @@ mod response;
 mod ssl;
 mod test;
 mod util;
+
+/// kci-lite patch: how long the accept loop pauses after a failed accept.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// kci-lite patch: one open connection, counted until it is dropped.
+struct OpenConnection(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
 
 /// The main class of this library.
 ///
@@ -405,16 +422,23 @@ impl Server {
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
+            // kci-lite patch: connections open now (see `max_connections`)
+            let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
 
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
+                        // kci-lite patch: over the cap, closed at once
+                        if limits.max_connections.is_some_and(|max| open.load(Relaxed) >= max) {
+                            drop(sock);
+                            continue;
+                        }
                         if write_timeout.is_some() && sock.set_write_timeout(write_timeout).is_err() {
                             continue;
                         }
-                        let (read_closable, write_closable) = match ssl {
+                        let streams = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
@@ -430,6 +454,11 @@ impl Server {
                             #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
                             Some(ref _ssl) => unreachable!(),
                         };
+                        // kci-lite patch: a socket that cannot be duplicated
+                        // (no file descriptor left) is closed, not a panic
+                        let Ok((read_closable, write_closable)) = streams else {
+                            continue;
+                        };
 
                         Ok(ClientConnection::new(write_closable, read_closable, limits.clone()))
                     }
@@ -440,7 +469,10 @@ impl Server {
                     Ok(client) => {
                         let messages = inside_messages.clone();
                         let mut client = Some(client);
+                        open.fetch_add(1, Relaxed);
+                        let open = OpenConnection(Arc::clone(&open));
                         tasks_pool.spawn(Box::new(move || {
+                            let _open = &open;
                             if let Some(client) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 if client.secure() {
@@ -458,10 +490,14 @@ impl Server {
                         }));
                     }
 
+                    // kci-lite patch: an accept that fails (out of file
+                    // descriptors or memory, a connection reset before it
+                    // was accepted) is retried after a pause. Upstream
+                    // ended the accept loop for good, and handed the error
+                    // to `recv`, which ended the caller's worker.
                     Err(e) => {
                         log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                        thread::sleep(ACCEPT_RETRY);
                     }
                 }
             }
