@@ -145,17 +145,39 @@ pub fn find(method: Method, segments: &[String]) -> Option<(&'static Route, Vec<
     })
 }
 
-/// Dispatches a request to its handler.
+/// The methods these path segments are served with, as an `Allow` header
+/// value (`GET` brings `HEAD`), or `None` for a path no route has.
+pub fn allowed(segments: &[String]) -> Option<String> {
+    let served: Vec<Method> = ROUTES
+        .iter()
+        .filter(|r| matches(r.path, segments).is_some())
+        .map(|r| r.method)
+        .collect();
+    let names: Vec<&str> = [
+        (Method::Get, "GET"),
+        (Method::Get, "HEAD"),
+        (Method::Post, "POST"),
+        (Method::Put, "PUT"),
+        (Method::Patch, "PATCH"),
+        (Method::Delete, "DELETE"),
+    ]
+    .into_iter()
+    .filter(|(m, _)| served.contains(m))
+    .map(|(_, name)| name)
+    .collect();
+    (!names.is_empty()).then(|| names.join(", "))
+}
+
+/// Dispatches a request to its handler. A known path with another method
+/// is a 405 with the `Allow` header RFC 9110 (15.5.6) requires.
 pub fn route(app: &App, req: &Req) -> Result<Reply, ApiError> {
     let Some((route, params)) = find(req.method, &req.segments) else {
-        let other_path = ROUTES
-            .iter()
-            .any(|r| matches(r.path, &req.segments).is_some());
-        return Err(if other_path {
-            ApiError::method_not_allowed()
-        } else {
-            ApiError::not_found("Not Found")
-        });
+        let Some(allow) = allowed(&req.segments) else {
+            return Err(ApiError::not_found("Not Found"));
+        };
+        let mut resp = ApiError::method_not_allowed().to_resp();
+        resp.headers.push(("Allow".to_string(), allow));
+        return Ok(Reply::Now(resp));
     };
     match (route.handler, params.as_slice()) {
         (Handler::Plain(f), []) => f(app, req).map(Reply::Now),
@@ -218,6 +240,20 @@ mod tests {
             assert_eq!(takes, wanted, "{}", route.path);
             assert!(route.path.starts_with('/'), "{}", route.path);
         }
+    }
+
+    #[test]
+    fn allow_lists_the_methods_of_a_path() {
+        assert_eq!(
+            allowed(&segments("/node/x")).as_deref(),
+            Some("GET, HEAD, PUT, PATCH")
+        );
+        assert_eq!(
+            allowed(&segments("/unsubscribe/1")).as_deref(),
+            Some("GET, HEAD, POST")
+        );
+        assert_eq!(allowed(&segments("/node")).as_deref(), Some("POST"));
+        assert_eq!(allowed(&segments("/no/such/path")), None);
     }
 
     #[test]

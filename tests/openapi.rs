@@ -387,3 +387,69 @@ fn docs_renders_the_document_from_embedded_files_only() {
         }
     }
 }
+
+#[test]
+fn a_known_path_with_another_method_is_405_with_its_methods() {
+    let srv = TestServer::start();
+    for (method, path, allow) in [
+        (
+            "DELETE",
+            "/node/0123456789abcdef01234567",
+            "GET, HEAD, PUT, PATCH",
+        ),
+        ("TRACE", "/count", "GET, HEAD"),
+        ("GET", "/node", "POST"),
+        ("PUT", "/unsubscribe/1", "GET, HEAD, POST"),
+    ] {
+        let reply = srv.request(method, path, srv.admin(), Body::None);
+        assert_eq!(reply.status, 405, "{method} {path}");
+        assert_eq!(reply.header("allow"), Some(allow), "{method} {path}");
+        assert_eq!(reply.json(), json!({"detail": "Method Not Allowed"}));
+    }
+    let reply = srv.request("GET", "/no/such/path", None, Body::None);
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.header("allow"), None);
+}
+
+#[test]
+fn envelope_attributes_a_client_sets_are_strings_or_422() {
+    let srv = TestServer::start();
+    let user = srv.make_user(&[]);
+    let queue = common::uniq("queue");
+    for (body, key) in [
+        (json!({"data": 1, "id": 5}), "id"),
+        (json!({"data": 1, "specversion": null}), "specversion"),
+        (json!({"data": 1, "time": {"t": 1}}), "time"),
+    ] {
+        let (status, answer) = srv.post_json(&format!("/push/{queue}"), user.auth(), &body);
+        common::assert_422(
+            status,
+            &answer,
+            &[json!("body"), json!(key)],
+            Some("string_type"),
+        );
+    }
+    let (status, answer) = srv.post_json(
+        "/publish/attrs",
+        user.auth(),
+        &json!({"data": {"n": 1}, "attributes": {"id": 7}}),
+    );
+    common::assert_422(
+        status,
+        &answer,
+        &[json!("body"), json!("attributes")],
+        Some("string_type"),
+    );
+    // Nothing was queued by the refused pushes; strings are still the
+    // envelope's own values, and the popped envelope is a CloudEvent of
+    // the document (the shared client checks it).
+    let pushed = json!({"data": 1, "id": "my-id", "time": "2024-01-01T00:00:00+00:00",
+                        "specversion": "1.0", "kind": "x"});
+    let (status, _) = srv.post_json(&format!("/push/{queue}"), user.auth(), &pushed);
+    assert_eq!(status, 200);
+    let (status, event) = srv.get(&format!("/pop/{queue}"), user.auth());
+    assert_eq!(status, 200, "{event}");
+    assert_eq!(event["id"], "my-id");
+    assert_eq!(event["time"], "2024-01-01T00:00:00+00:00");
+    assert_eq!(event["kind"], "x");
+}

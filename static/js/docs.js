@@ -14,7 +14,7 @@
       if (key === "class") node.className = value;
       else node.setAttribute(key, value === true ? "" : value);
     }
-    for (const child of children.flat()) {
+    for (const child of children.flat(Infinity)) {
       if (child === undefined || child === null || child === false) continue;
       node.append(typeof child === "string" ? document.createTextNode(child) : child);
     }
@@ -113,6 +113,8 @@
         box.append(schemaView(doc, target, depth + 1, { noDescription: true }));
       }
     });
+    // The schema of a body or an answer is shown open; what it names, closed.
+    if (depth === 0) box.open = true;
     return box;
   }
 
@@ -237,7 +239,7 @@
       el("summary", {},
         el("span", { class: "method " + method }, method.toUpperCase()), " ",
         el("code", { class: "path" }, path), " ",
-        el("span", { class: "op-summary" }, operation.summary || ""),
+        rich(operation.summary, "span") || "",
         secured ? el("span", { class: "lock", title: "needs a bearer token" }, "token") : null));
     let filled = false;
     const fill = () => {
@@ -322,10 +324,9 @@
 
     const openHash = () => {
       const target = location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1)));
-      if (target && target.tagName === "DETAILS") {
-        target.open = true;
-        target.scrollIntoView();
-      }
+      if (!target) return;
+      if (target.tagName === "DETAILS") target.open = true;
+      target.scrollIntoView();
     };
     window.addEventListener("hashchange", openHash);
     openHash();
