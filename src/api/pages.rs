@@ -1,5 +1,5 @@
-//! The root document, metrics, and the web pages and assets embedded from
-//! `static/`.
+//! The root document, metrics, the OpenAPI document and its viewer, and
+//! the web pages and assets embedded from `static/`.
 
 use std::sync::atomic::Ordering;
 
@@ -11,6 +11,11 @@ use crate::http::{ApiError, ApiResult, Req, Resp};
 const INDEX_HTML: &str = include_str!("../../static/index.html");
 const INVITE_HTML: &str = include_str!("../../static/invite.html");
 const ACCEPT_INVITE_HTML: &str = include_str!("../../static/accept-invite.html");
+const DOCS_HTML: &str = include_str!("../../static/docs.html");
+
+/// The OpenAPI 3.1 document of the API (API.md 18.5), served as it is
+/// stored: it is the project's own data, kept true by tests/openapi.rs.
+pub const OPENAPI_JSON: &str = include_str!("../../static/openapi.json");
 
 /// Every embedded asset: (folder, file name, content type, bytes).
 const ASSETS: &[(&str, &str, &str, &[u8])] = &[
@@ -25,6 +30,18 @@ const ASSETS: &[(&str, &str, &str, &[u8])] = &[
         "kci-lite.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../static/js/kci-lite.js"),
+    ),
+    (
+        "css",
+        "docs.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../static/css/docs.css"),
+    ),
+    (
+        "js",
+        "docs.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../static/js/docs.js"),
     ),
 ];
 
@@ -51,18 +68,44 @@ pub fn metrics(app: &App, _req: &Req) -> ApiResult {
     Ok(Resp::text(200, &text))
 }
 
+/// `GET /openapi.json`: the OpenAPI document.
+pub fn openapi(_app: &App, _req: &Req) -> ApiResult {
+    Ok(Resp::file("application/json", OPENAPI_JSON.as_bytes()))
+}
+
+/// `GET /docs`: the page that renders the OpenAPI document for a person
+/// (its script and style are embedded assets; no other host is needed).
+pub fn docs(_app: &App, _req: &Req) -> ApiResult {
+    Ok(Resp::html(DOCS_HTML))
+}
+
 /// `GET /user/invite`: the admin's invite form.
-pub fn invite_page() -> ApiResult {
+pub fn invite_page(_app: &App, _req: &Req) -> ApiResult {
     Ok(Resp::html(INVITE_HTML))
 }
 
 /// `GET /user/accept-invite`: the invitee's password form.
-pub fn accept_invite_page() -> ApiResult {
+pub fn accept_invite_page(_app: &App, _req: &Req) -> ApiResult {
     Ok(Resp::html(ACCEPT_INVITE_HTML))
 }
 
+/// `GET /static/css/{f}`: an embedded style sheet.
+pub fn css(_app: &App, _req: &Req, file: &str) -> ApiResult {
+    asset("css", file)
+}
+
+/// `GET /static/js/{f}`: an embedded script.
+pub fn js(_app: &App, _req: &Req, file: &str) -> ApiResult {
+    asset("js", file)
+}
+
+/// `GET /icons/{f}`: an embedded icon.
+pub fn icon(_app: &App, _req: &Req, file: &str) -> ApiResult {
+    asset("icons", file)
+}
+
 /// `GET /static/css/{f}`, `/static/js/{f}`, `/icons/{f}`: embedded files only.
-pub fn asset(folder: &str, file: &str) -> ApiResult {
+fn asset(folder: &str, file: &str) -> ApiResult {
     let extension = match folder {
         "css" => ".css",
         "js" => ".js",

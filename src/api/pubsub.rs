@@ -83,6 +83,28 @@ pub fn unsubscribe(app: &App, req: &Req, id: &str) -> ApiResult {
     Ok(Resp::json(&Value::Null))
 }
 
+/// CloudEvent attributes a client may set whose value must be a string:
+/// an envelope with another `specversion`, `id` or `time` is no CloudEvent,
+/// and its readers could not parse it.
+const STRING_ATTRIBUTES: [&str; 3] = ["specversion", "id", "time"];
+
+/// Records a 422 for each of [`STRING_ATTRIBUTES`] in `attributes` that is
+/// not a string; `key` is the body member holding them (`None`: the body).
+fn check_string_attributes(f: &mut Fields, key: Option<&str>, attributes: &Map<String, Value>) {
+    for name in STRING_ATTRIBUTES {
+        if attributes.get(name).is_some_and(|v| !v.is_string()) {
+            match key {
+                Some(key) => f.fail(
+                    key,
+                    &format!("Attribute '{name}' should be a valid string"),
+                    "string_type",
+                ),
+                None => f.fail(name, "Input should be a valid string", "string_type"),
+            }
+        }
+    }
+}
+
 fn truthy(v: &Value) -> bool {
     match v {
         Value::Null => false,
@@ -112,7 +134,10 @@ pub fn publish(app: &App, req: &Req, channel: &str) -> ApiResult {
     let source = f.optional_str("source");
     let attributes = match f.raw("attributes") {
         None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(m)) => m.clone(),
+        Some(Value::Object(m)) => {
+            check_string_attributes(&mut f, Some("attributes"), m);
+            m.clone()
+        }
         Some(_) => {
             f.fail(
                 "attributes",
@@ -165,6 +190,9 @@ pub fn push(app: &App, req: &Req, list: &str) -> ApiResult {
     }
     let kind = f.optional_str("type");
     let source = f.optional_str("source");
+    if let Value::Object(members) = &body {
+        check_string_attributes(&mut f, None, members);
+    }
     f.finish()?;
     let mut attributes = Map::new();
     if let Value::Object(members) = &body {

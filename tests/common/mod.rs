@@ -2,13 +2,16 @@
 //! port 0 with its own temporary database, an HTTP client, user
 //! creation through the invite flow, raw HTTP for the cases a client
 //! library would "fix", and a few JWT / encoding helpers. [`process`] runs
-//! the real binary as a child process instead.
+//! the real binary as a child process instead. Every answer the HTTP
+//! helpers receive is checked against the OpenAPI document
+//! ([`openapi::check_answer`]), so the whole suite keeps the document true.
 //!
 //! Every test starts its own server (cheap: bcrypt cost 4, no fixed ports),
 //! so tests never share state and can run in parallel.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 #![allow(dead_code)]
 
+pub mod openapi;
 pub mod process;
 
 use std::collections::BTreeMap;
@@ -555,11 +558,13 @@ impl TestServer {
             .limit(64 * 1024 * 1024)
             .read_to_vec()
             .unwrap_or_else(|e| panic!("{method} {url}: reading the body failed: {e}"));
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        openapi::check_answer(method, &url, status, &content_type, &text);
         Reply {
             status,
             content_type,
             headers,
-            text: String::from_utf8_lossy(&bytes).into_owned(),
+            text,
         }
     }
 
@@ -945,10 +950,16 @@ pub fn call_url(
     };
     let mut resp = result.map_err(|e| format!("{method} {url}: {e}"))?;
     let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
     let text = resp
         .body_mut()
         .read_to_string()
         .map_err(|e| format!("{method} {url}: reading the body: {e}"))?;
+    openapi::check_answer(method, url, status, &content_type, &text);
     if text.is_empty() {
         return Ok((status, Value::Null));
     }
