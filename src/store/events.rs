@@ -183,20 +183,7 @@ pub fn list_text(
     q: &EventQuery,
     max_bytes: usize,
 ) -> Result<Option<String>, StoreError> {
-    let mut out = String::from("[");
-    let mut fits = true;
-    each_doc(c, q, &mut |doc| {
-        fits = out.len() + doc.len() < max_bytes;
-        if fits {
-            if out.len() > 1 {
-                out.push(',');
-            }
-            out.push_str(doc);
-        }
-        fits
-    })?;
-    out.push(']');
-    Ok(fits.then_some(out))
+    super::stream::array_text(max_bytes, |emit| each_doc(c, q, emit))
 }
 
 /// Gives the text of each stored event matching `q` (the documents of

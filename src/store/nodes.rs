@@ -65,20 +65,7 @@ pub fn list_text(
     offset: u64,
     max_bytes: usize,
 ) -> Result<Option<String>, StoreError> {
-    let mut out = String::from("[");
-    let mut fits = true;
-    each_doc(c, filter, limit, offset, &mut |doc| {
-        fits = out.len() + doc.len() < max_bytes;
-        if fits {
-            if out.len() > 1 {
-                out.push(',');
-            }
-            out.push_str(doc);
-        }
-        fits
-    })?;
-    out.push(']');
-    Ok(fits.then_some(out))
+    super::stream::array_text(max_bytes, |emit| each_doc(c, filter, limit, offset, emit))
 }
 
 /// Whether a node with this id exists.

@@ -81,6 +81,29 @@ impl Chunker {
     }
 }
 
+/// The documents `rows` gives (through the emitter it is handed) as the
+/// text of a JSON array, built in memory; `None` as soon as it would pass
+/// `max_bytes` (the caller streams such an answer instead).
+pub(crate) fn array_text(
+    max_bytes: usize,
+    rows: impl FnOnce(&mut dyn FnMut(&str) -> bool) -> Result<(), StoreError>,
+) -> Result<Option<String>, StoreError> {
+    let mut out = String::from("[");
+    let mut fits = true;
+    rows(&mut |doc| {
+        fits = out.len() + doc.len() < max_bytes;
+        if fits {
+            if out.len() > 1 {
+                out.push(',');
+            }
+            out.push_str(doc);
+        }
+        fits
+    })?;
+    out.push(']');
+    Ok(fits.then_some(out))
+}
+
 impl Store {
     /// Streams `prefix`, the documents `rows` gives separated by commas,
     /// then `suffix`. A failure before the first row is returned here (so
