@@ -10,7 +10,9 @@ pub mod parse;
 use serde::{Deserialize, Serialize};
 
 pub use matcher::{Matcher, matches};
-pub use parse::{GROUP_SCHEMA, NODE_SCHEMA, Schema, USER_SCHEMA, check_list_len, check_regex};
+pub use parse::{
+    EVENT_DATA_SCHEMA, GROUP_SCHEMA, NODE_SCHEMA, Schema, USER_SCHEMA, check_list_len, check_regex,
+};
 
 /// Most conditions (distinct `field[__op]` keys) one query may hold; more
 /// answer 400. Pipeline queries use a few dozen at most.

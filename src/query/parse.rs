@@ -45,6 +45,15 @@ pub const GROUP_SCHEMA: Schema = Schema {
     forbidden: &[],
 };
 
+/// The `data` of an event (subscription and stream conditions): plain JSON,
+/// no field with rules of its own (`id=abc` is an ordinary string).
+pub const EVENT_DATA_SCHEMA: Schema = Schema {
+    timestamps: &[],
+    ids: &[],
+    ints: &[],
+    forbidden: &[],
+};
+
 fn parse_op(name: &str) -> Option<Op> {
     Some(match name {
         "lt" => Op::Lt,
