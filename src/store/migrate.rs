@@ -52,6 +52,12 @@ pub const MIGRATIONS: &[Migration] = &[
         up: include_str!("../../sql/0006_lean_rows.up.sql"),
         down: include_str!("../../sql/0006_lean_rows.down.sql"),
     },
+    Migration {
+        version: 7,
+        name: "kept_counts",
+        up: include_str!("../../sql/0007_kept_counts.up.sql"),
+        down: include_str!("../../sql/0007_kept_counts.down.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

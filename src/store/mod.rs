@@ -41,6 +41,11 @@ const MAX_READERS: u32 = 32;
 /// of ordinary requests. A stream that finds none free is refused at once
 /// (503), so that no worker waits for one.
 const MAX_STREAM_READERS: u32 = 16;
+/// Page cache of each read connection, in KiB (SQLite's default is 2 MiB
+/// a connection). Readers are many and each caches its own copy of the
+/// same hot pages, so a small cache each keeps memory flat; what falls out
+/// of it comes back from the operating system's file cache.
+const READER_CACHE_KIB: i64 = 512;
 
 /// Store failures, as the API layer sees them.
 #[derive(Clone, Debug, PartialEq)]
@@ -213,7 +218,10 @@ impl Store {
         let manager = || {
             SqliteConnectionManager::file(path)
                 .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .with_init(move |c| prepare(c, synchronous_full))
+                .with_init(move |c| {
+                    prepare(c, synchronous_full)?;
+                    c.pragma_update(None, "cache_size", -READER_CACHE_KIB)
+                })
         };
         let readers = r2d2::Pool::builder()
             .max_size(MAX_READERS)

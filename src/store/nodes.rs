@@ -3,10 +3,10 @@
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
 
-use super::filter::{self, NODE_TABLE, filter_sql};
+use super::filter::{self, NODE_TABLE, filter_arms};
 use super::{Notice, Outbox, StoreError, clamp};
 use crate::model::node::Node;
-use crate::query::Filter;
+use crate::query::{Filter, Op, QValue};
 use crate::timestamp;
 
 fn decode(doc: String) -> Result<Node, StoreError> {
@@ -189,11 +189,11 @@ pub fn each_doc(
     offset: u64,
     emit: &mut dyn FnMut(&str) -> bool,
 ) -> Result<(), StoreError> {
-    let (cond, mut args) = filter_sql(filter, &NODE_TABLE)?;
+    let (arms, mut args) = filter_arms(filter, &NODE_TABLE)?;
     args.push(Value::Integer(limit.map_or(-1, clamp)));
     args.push(Value::Integer(clamp(offset)));
     let n = args.len();
-    let sql = page_sql(&cond, limit.is_some(), n - 1, n);
+    let sql = page_sql(&arms, limit.is_some(), n - 1, n);
     let mut stmt = c.prepare_cached(&sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
     while let Some(row) = rows.next()? {
@@ -205,42 +205,91 @@ pub fn each_doc(
     Ok(())
 }
 
-/// How many nodes match `filter`.
+/// How many nodes match `filter`: over one index per arm of the filter
+/// (see `Where::arms`), or read from the counts kept per kind and state.
 pub fn count(c: &Connection, filter: &Filter) -> Result<u64, StoreError> {
-    let (cond, args) = filter_sql(filter, &NODE_TABLE)?;
-    let mut stmt = c.prepare_cached(&format!("SELECT count(*) FROM node WHERE {cond}"))?;
+    if let Some(n) = kept_count(c, filter)? {
+        return Ok(n);
+    }
+    let (arms, args) = filter_arms(filter, &NODE_TABLE)?;
+    let sum: Vec<String> = arms
+        .iter()
+        .map(|arm| format!("(SELECT count(*) FROM node WHERE {arm})"))
+        .collect();
+    let mut stmt = c.prepare_cached(&format!("SELECT {}", sum.join(" + ")))?;
     let n: i64 = stmt.query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
     Ok(n.max(0) as u64)
 }
 
-/// The SELECT of a page of nodes matching `cond`, in id order, with the
-/// limit and offset in parameters `?lim` and `?off`. A bounded page picks
-/// its rowids first (from an index alone where one covers the filter: a
-/// time window sorts its ids without reading a row) and reads only the
-/// rows of the page; an unbounded list walks the rows in id order (no set
-/// of rowids built in memory).
-fn page_sql(cond: &str, bounded: bool, lim: usize, off: usize) -> String {
-    if bounded {
-        format!(
-            "SELECT {ANSWER_COLUMNS} FROM node WHERE rowid IN \
-             (SELECT rowid FROM node WHERE {cond} ORDER BY id LIMIT ?{lim} OFFSET ?{off}) \
-             ORDER BY id"
-        )
-    } else {
-        format!(
-            "SELECT {ANSWER_COLUMNS} FROM node WHERE {cond} ORDER BY id LIMIT ?{lim} OFFSET ?{off}"
-        )
+/// The number of matches of a filter made of equalities on `kind` and
+/// `state` alone (none at all included), read from the counts the schema
+/// keeps per (kind, state) (`sql/0007`); `None` for any other filter.
+fn kept_count(c: &Connection, filter: &Filter) -> Result<Option<u64>, StoreError> {
+    let (mut kind, mut state) = (None, None);
+    for cond in &filter.conditions {
+        let (Op::Eq, QValue::Str(value)) = (&cond.op, &cond.value) else {
+            return Ok(None);
+        };
+        match cond.path.as_slice() {
+            [field] if field == "kind" => kind = Some(value),
+            [field] if field == "state" => state = Some(value),
+            _ => return Ok(None),
+        }
     }
+    let mut stmt = c.prepare_cached(
+        "SELECT coalesce(sum(n), 0) FROM node_count
+          WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR state = ?2)",
+    )?;
+    let n: i64 = stmt.query_row(rusqlite::params![kind, state], |r| r.get(0))?;
+    Ok(Some(n.max(0) as u64))
+}
+
+/// The SELECT of a page of nodes matching the disjoint `arms` of a filter,
+/// in id order, with the limit and offset in parameters `?lim` and `?off`.
+/// A bounded page picks its rowids first (from an index alone where one
+/// covers the filter: a time window sorts its ids without reading a row)
+/// and reads only the rows of the page; an unbounded list walks the rows in
+/// id order (no set of rowids built in memory). Several arms are merged in
+/// id order, each walked along its own index.
+fn page_sql(arms: &[String], bounded: bool, lim: usize, off: usize) -> String {
+    let window = format!("ORDER BY id LIMIT ?{lim} OFFSET ?{off}");
+    match (arms, bounded) {
+        (_, true) => format!(
+            "SELECT {ANSWER_COLUMNS} FROM node WHERE rowid IN ({}) ORDER BY id",
+            page_rowids(arms, &window)
+        ),
+        ([cond], false) => format!("SELECT {ANSWER_COLUMNS} FROM node WHERE {cond} {window}"),
+        (_, false) => format!("{} {window}", union(arms, &format!("{ANSWER_COLUMNS}, id"))),
+    }
+}
+
+/// The SELECT of the rowids of a page (`window`: its ORDER BY and LIMIT).
+fn page_rowids(arms: &[String], window: &str) -> String {
+    match arms {
+        [cond] => format!("SELECT rowid FROM node WHERE {cond} {window}"),
+        _ => format!("SELECT r FROM ({} {window})", union(arms, "rowid AS r, id")),
+    }
+}
+
+/// `columns` of the rows of each arm, one SELECT after the other.
+fn union(arms: &[String], columns: &str) -> String {
+    let selects: Vec<String> = arms
+        .iter()
+        .map(|arm| format!("SELECT {columns} FROM node WHERE {arm}"))
+        .collect();
+    selects.join(" UNION ALL ")
 }
 
 /// The query plan SQLite picks for the rowids of a page of 50 nodes (the
 /// part of [`page_sql`] whose plan depends on the filter; for tests that
 /// check that filters are served by an index).
 pub fn explain_list(c: &Connection, filter: &Filter) -> Result<Vec<String>, StoreError> {
-    let (cond, args) = filter_sql(filter, &NODE_TABLE)?;
-    let sql =
-        format!("EXPLAIN QUERY PLAN SELECT rowid FROM node WHERE {cond} ORDER BY id LIMIT 50");
-    let mut stmt = c.prepare(&sql)?;
+    let (arms, mut args) = filter_arms(filter, &NODE_TABLE)?;
+    args.push(Value::Integer(50));
+    args.push(Value::Integer(0));
+    let n = args.len();
+    let rowids = page_rowids(&arms, &format!("ORDER BY id LIMIT ?{} OFFSET ?{n}", n - 1));
+    let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {rowids}"))?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
         r.get::<_, String>(3)
     })?;
@@ -432,6 +481,25 @@ mod tests {
         ])
         .join(" | ");
         assert!(text.contains("node_k_tree_branch"), "{text}");
+    }
+
+    #[test]
+    fn a_kind_alone_walks_its_ids_in_order() {
+        let text = plan(&[("kind", "checkout")]).join(" | ");
+        assert!(text.contains("node_kind (kind=?)"), "{text}");
+        assert!(!text.contains("TEMP B-TREE"), "no sort needed: {text}");
+    }
+
+    #[test]
+    fn indexed_paths_merge_their_arms_in_id_order() {
+        let text = plan(&[
+            ("data.kernel_revision.tree", "mainline"),
+            ("data.kernel_revision.branch", "master"),
+        ])
+        .join(" | ");
+        assert!(text.contains("MERGE (UNION ALL)"), "{text}");
+        assert!(!text.contains("TEMP B-TREE"), "no sort needed: {text}");
+        assert!(!text.contains("MULTI-INDEX OR"), "{text}");
     }
 
     #[test]
