@@ -224,39 +224,63 @@ pub fn each_doc(
         let p = bind(&mut args, Value::Text(timestamp::format(oldest)));
         clauses.push(format!("timestamp >= {p}"));
     }
-    let limit = bind(
-        &mut args,
-        Value::Integer(q.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX))),
-    );
+    // Read in keyset pages by sequence number, each in a read transaction
+    // of its own, as node lists are (see `nodes::each_doc`).
+    let after = bind(&mut args, Value::Integer(0));
+    let limit = bind(&mut args, Value::Integer(0));
     let sql = format!(
-        "SELECT id, timestamp, seq, channel, owner, data FROM event WHERE {} ORDER BY seq LIMIT {limit}",
+        "SELECT id, timestamp, seq, channel, owner, data FROM event \
+         WHERE {} AND seq > {after} ORDER BY seq LIMIT {limit}",
         clauses.join(" AND ")
     );
-    let mut stmt = c.prepare_cached(&sql)?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-    let mut doc = String::new();
-    while let Some(row) = rows.next()? {
-        let text = |i: usize| row.get_ref(i)?.as_str().map_err(rusqlite::Error::from);
-        let owner = row
-            .get_ref(4)?
-            .as_str_or_null()
-            .map_err(rusqlite::Error::from)?;
-        doc.clear();
-        event_doc(
-            &mut doc,
-            text(0)?,
-            text(1)?,
-            row.get(2)?,
-            text(3)?,
-            owner,
-            text(5)?,
-        );
-        if !emit(&doc) {
+    let (after_at, limit_at) = (args.len() - 2, args.len() - 1);
+    let mut remaining = q.limit.unwrap_or(u64::MAX);
+    let mut last = 0i64;
+    while remaining > 0 {
+        let want = remaining.min(PAGE_ROWS);
+        args[after_at] = Value::Integer(last);
+        args[limit_at] = Value::Integer(i64::try_from(want).unwrap_or(i64::MAX));
+        let mut page = Vec::new();
+        let mut bytes = 0;
+        {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+            while let Some(row) = rows.next()? {
+                let text = |i: usize| row.get_ref(i)?.as_str().map_err(rusqlite::Error::from);
+                let owner = row
+                    .get_ref(4)?
+                    .as_str_or_null()
+                    .map_err(rusqlite::Error::from)?;
+                let seq: i64 = row.get(2)?;
+                let mut doc = String::new();
+                event_doc(&mut doc, text(0)?, text(1)?, seq, text(3)?, owner, text(5)?);
+                bytes += doc.len();
+                page.push((seq, doc));
+                if bytes >= PAGE_BYTES {
+                    break;
+                }
+            }
+        }
+        let more = bytes >= PAGE_BYTES || page.len() as u64 == want;
+        remaining = remaining.saturating_sub(page.len() as u64);
+        for (seq, doc) in page {
+            if !emit(&doc) {
+                return Ok(());
+            }
+            last = seq;
+        }
+        if !more {
             break;
         }
     }
     Ok(())
 }
+
+/// Most events one statement of a list reads (the list goes on after the
+/// last one, in a new read transaction).
+const PAGE_ROWS: u64 = 500;
+/// A page is cut short once its documents pass this many bytes.
+const PAGE_BYTES: usize = 1 << 20;
 
 /// Writes the document of one stored event into `out`; `data` is stored
 /// JSON text, taken as it is.

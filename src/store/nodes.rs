@@ -23,6 +23,8 @@ pub fn get(c: &Connection, id: &str) -> Result<Option<Node>, StoreError> {
 
 /// The columns [`answer_text`] reads, the document first.
 const ANSWER_COLUMNS: &str = "doc, created, updated, timeout, holdoff";
+/// How many columns [`ANSWER_COLUMNS`] has.
+const ANSWER_COLUMNS_N: usize = 5;
 
 /// The JSON text a node row is answered with: the stored document as it
 /// is, unless a timestamp of the row is not in the form the server writes
@@ -178,10 +180,20 @@ pub fn list(
     }
 }
 
+/// Most rows one statement of a list reads: a long list is read in pages
+/// of its own, one after the other by id, each in a read transaction of
+/// its own (no snapshot is held while a slow client reads, which would
+/// keep the WAL from being checkpointed), and never more than a page of
+/// rowids picked at once.
+const PAGE_ROWS: u64 = 500;
+/// A page is cut short once its documents pass this many bytes.
+const PAGE_BYTES: usize = 1 << 20;
+
 /// Gives the text each node matching `filter` is answered with (its stored
 /// document, see [`answer_text`]) to `emit`, in id order, until `emit`
 /// answers `false`: answers are spliced from stored text, not parsed and
-/// written again.
+/// written again. Read in keyset pages (see [`PAGE_ROWS`]): a list that
+/// takes long to read sees nodes written meanwhile after its position.
 pub fn each_doc(
     c: &Connection,
     filter: &Filter,
@@ -189,20 +201,59 @@ pub fn each_doc(
     offset: u64,
     emit: &mut dyn FnMut(&str) -> bool,
 ) -> Result<(), StoreError> {
-    let (arms, mut args) = filter_arms(filter, &NODE_TABLE)?;
-    args.push(Value::Integer(limit.map_or(-1, clamp)));
-    args.push(Value::Integer(clamp(offset)));
-    let n = args.len();
-    let sql = page_sql(&arms, limit.is_some(), n - 1, n);
-    let mut stmt = c.prepare_cached(&sql)?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-    while let Some(row) = rows.next()? {
-        let doc = answer_text(row)?;
-        if !emit(&doc) {
+    let (arms, args) = filter_arms(filter, &NODE_TABLE)?;
+    let mut remaining = limit.unwrap_or(u64::MAX);
+    let mut offset = offset;
+    let mut after: Option<String> = None;
+    while remaining > 0 {
+        let want = remaining.min(PAGE_ROWS);
+        let (page, more) = read_page(c, &arms, &args, after.as_deref(), want, offset)?;
+        offset = 0;
+        remaining = remaining.saturating_sub(page.len() as u64);
+        for (id, doc) in page {
+            if !emit(&doc) {
+                return Ok(());
+            }
+            after = Some(id);
+        }
+        if !more {
             break;
         }
     }
     Ok(())
+}
+
+/// One page: up to `want` (id, answer text) pairs after the id `after`,
+/// skipping `offset`, and whether more may follow.
+fn read_page(
+    c: &Connection,
+    arms: &[String],
+    args: &[Value],
+    after: Option<&str>,
+    want: u64,
+    offset: u64,
+) -> Result<(Vec<(String, String)>, bool), StoreError> {
+    let mut args = args.to_vec();
+    let key = after.map(|id| {
+        args.push(Value::Text(id.to_string()));
+        args.len()
+    });
+    args.push(Value::Integer(clamp(want)));
+    args.push(Value::Integer(clamp(offset)));
+    let n = args.len();
+    let mut stmt = c.prepare_cached(&page_sql(arms, key, n - 1, n))?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+    let (mut page, mut bytes) = (Vec::new(), 0);
+    while let Some(row) = rows.next()? {
+        let doc = answer_text(row)?.into_owned();
+        bytes += doc.len();
+        page.push((row.get::<_, String>(ANSWER_COLUMNS_N)?, doc));
+        if bytes >= PAGE_BYTES {
+            return Ok((page, true));
+        }
+    }
+    let more = page.len() as u64 == want;
+    Ok((page, more))
 }
 
 /// How many nodes match `filter`: over one index per arm of the filter
@@ -245,22 +296,26 @@ fn kept_count(c: &Connection, filter: &Filter) -> Result<Option<u64>, StoreError
 }
 
 /// The SELECT of a page of nodes matching the disjoint `arms` of a filter,
-/// in id order, with the limit and offset in parameters `?lim` and `?off`.
-/// A bounded page picks its rowids first (from an index alone where one
-/// covers the filter: a time window sorts its ids without reading a row)
-/// and reads only the rows of the page; an unbounded list walks the rows in
-/// id order (no set of rowids built in memory). Several arms are merged in
-/// id order, each walked along its own index.
-fn page_sql(arms: &[String], bounded: bool, lim: usize, off: usize) -> String {
+/// in id order, their ids after [`ANSWER_COLUMNS`], with the limit and
+/// offset in parameters `?lim` and `?off` and, for the pages after the
+/// first, the last id of the page before in `?after`. The page picks its
+/// rowids first (from an index alone where one covers the filter: a time
+/// window sorts its ids without reading a row) and reads only the rows it
+/// answers. Several arms are merged in id order, each walked along its own
+/// index.
+fn page_sql(arms: &[String], after: Option<usize>, lim: usize, off: usize) -> String {
+    let keyed: Vec<String> = match after {
+        Some(key) => arms
+            .iter()
+            .map(|arm| format!("({arm}) AND id > ?{key}"))
+            .collect(),
+        None => arms.to_vec(),
+    };
     let window = format!("ORDER BY id LIMIT ?{lim} OFFSET ?{off}");
-    match (arms, bounded) {
-        (_, true) => format!(
-            "SELECT {ANSWER_COLUMNS} FROM node WHERE rowid IN ({}) ORDER BY id",
-            page_rowids(arms, &window)
-        ),
-        ([cond], false) => format!("SELECT {ANSWER_COLUMNS} FROM node WHERE {cond} {window}"),
-        (_, false) => format!("{} {window}", union(arms, &format!("{ANSWER_COLUMNS}, id"))),
-    }
+    format!(
+        "SELECT {ANSWER_COLUMNS}, id FROM node WHERE rowid IN ({}) ORDER BY id",
+        page_rowids(&keyed, &window)
+    )
 }
 
 /// The SELECT of the rowids of a page (`window`: its ORDER BY and LIMIT).
@@ -416,7 +471,9 @@ pub fn purge(c: &Connection, cutoff: &crate::timestamp::Timestamp) -> Result<usi
 mod tests {
     use super::*;
     use crate::query::NODE_SCHEMA;
+    use crate::store::events;
     use crate::store::testing::temp_store;
+    use serde_json::json;
 
     fn plan(pairs: &[(&str, &str)]) -> Vec<String> {
         let (_dir, store) = temp_store();
@@ -481,6 +538,75 @@ mod tests {
         ])
         .join(" | ");
         assert!(text.contains("node_k_tree_branch"), "{text}");
+    }
+
+    /// Lists longer than a page are read page after page by id: every
+    /// match once, in id order, the offset and limit counted over the whole
+    /// list, for filters of one arm and of two (indexed paths, with
+    /// irregular rows).
+    #[test]
+    fn long_lists_are_read_in_keyset_pages() {
+        let (_dir, store) = temp_store();
+        let total = 3 * PAGE_ROWS as usize + 17;
+        store
+            .write(move |c, out| {
+                for i in 0..total {
+                    // every seventh row irregular (an array at data.arch)
+                    let arch = if i % 7 == 0 { json!(["x86"]) } else { json!("x86") };
+                    let group = if i % 3 == 0 { "a" } else { "b" };
+                    let body = json!({"name": format!("n{i}"), "path": ["p"], "kind": "process", "group": group,
+                                      "data": {"arch": arch}});
+                    let node = Node::create(&body, "u", timestamp::now()).expect("valid");
+                    insert(c, out, &node)?;
+                    events::append_node_event(c, out, "test", &node, false, None)?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .expect("insert");
+        // events are read in pages by sequence number the same way
+        let seqs = |limit| {
+            let q = events::EventQuery {
+                limit,
+                ..Default::default()
+            };
+            let list = store.read(|c| events::list(c, &q)).expect("events");
+            list.iter()
+                .map(|e| e["sequence_id"].as_i64().expect("seq"))
+                .collect::<Vec<_>>()
+        };
+        let want: Vec<i64> = (1..=total as i64).collect();
+        assert_eq!(seqs(None), want);
+        assert_eq!(seqs(Some(PAGE_ROWS + 1)), want[..PAGE_ROWS as usize + 1]);
+        let all: Vec<serde_json::Value> = store
+            .read(|c| list(c, &Filter::default(), None, 0))
+            .expect("list");
+        assert_eq!(all.len(), total);
+        let ids: Vec<&str> = all.iter().map(|n| n["id"].as_str().expect("id")).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(ids, sorted, "every node once, in id order");
+        for (pairs, want) in [
+            (vec![("group", "a")], total.div_ceil(3)),
+            (vec![("data.arch", "x86")], total),
+            (
+                vec![("group", "b"), ("data.arch", "x86")],
+                total - total.div_ceil(3),
+            ),
+        ] {
+            let params: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let filter = Filter::parse(&params, &[], &NODE_SCHEMA).expect("valid");
+            let found = store.read(|c| list(c, &filter, None, 0)).expect("list");
+            assert_eq!(found.len(), want, "{pairs:?}");
+            let window = store
+                .read(|c| list(c, &filter, Some(PAGE_ROWS + 3), 9))
+                .expect("window");
+            let end = (9 + PAGE_ROWS as usize + 3).min(found.len());
+            assert_eq!(window[..], found[9..end], "{pairs:?}");
+        }
     }
 
     #[test]
