@@ -1,4 +1,5 @@
-//! The `kci-lite` command: `serve`, `admin create`, `migrate`.
+//! The `kci-lite` command: `serve`, `admin create`, `migrate`, `backup`,
+//! `check`.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -53,6 +54,23 @@ enum Command {
         #[arg(long, global = true, default_value = "./kci-lite.db")]
         db: PathBuf,
     },
+    /// Write a consistent copy of the database (SQLite's online backup),
+    /// also while a server runs on it; the copy can be served as it is.
+    Backup {
+        /// The file to write (replaced if it exists).
+        #[arg(long)]
+        out: PathBuf,
+        /// The SQLite database file.
+        #[arg(long, default_value = "./kci-lite.db")]
+        db: PathBuf,
+    },
+    /// Verify the database: integrity, schema version, rows per table.
+    /// Exits non-zero on any problem.
+    Check {
+        /// The SQLite database file.
+        #[arg(long, default_value = "./kci-lite.db")]
+        db: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -103,6 +121,8 @@ fn main() -> ExitCode {
                 },
         } => admin_create(&username, &email, password_stdin, &db),
         Command::Migrate { command, db } => migrate(command, &db),
+        Command::Backup { out, db } => backup(&db, &out),
+        Command::Check { db } => check(&db),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -227,4 +247,39 @@ fn migrate(command: MigrateCommand, db: &std::path::Path) -> Result<(), String> 
         }
     }
     Ok(())
+}
+
+fn backup(db: &std::path::Path, out: &std::path::Path) -> Result<(), String> {
+    let bytes = store::maintenance::backup(db, out).map_err(|e| e.to_string())?;
+    eprintln!(
+        "backup: {} ({:.1} MiB) written from {}",
+        out.display(),
+        bytes as f64 / (1024.0 * 1024.0),
+        db.display()
+    );
+    Ok(())
+}
+
+fn check(db: &std::path::Path) -> Result<(), String> {
+    let report = store::maintenance::check(db).map_err(|e| e.to_string())?;
+    println!(
+        "schema version {} (this binary knows {})",
+        report.schema, report.latest
+    );
+    for (table, what, n) in &report.counts {
+        println!("{table:<12} {n:>12}  {what}");
+    }
+    for problem in &report.problems {
+        println!("problem: {problem}");
+    }
+    if report.problems.is_empty() {
+        println!("ok");
+        Ok(())
+    } else {
+        Err(format!(
+            "{} problems in {}",
+            report.problems.len(),
+            db.display()
+        ))
+    }
 }

@@ -5,6 +5,7 @@ pub mod events;
 pub mod filter;
 pub mod groups;
 pub mod kv;
+pub mod maintenance;
 pub mod meta;
 pub mod migrate;
 pub mod nodes;
