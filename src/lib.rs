@@ -8,6 +8,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod exchange;
 pub mod http;
 pub mod ids;
 pub mod mail;

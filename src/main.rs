@@ -1,5 +1,5 @@
-//! The `kci-lite` command: `serve`, `admin create`, `migrate`, `backup`,
-//! `check`.
+//! The `kci-lite` command: `serve`, `admin create`, `migrate`, `export`,
+//! `import`, `backup`, `check`.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -52,6 +52,29 @@ enum Command {
         command: MigrateCommand,
         /// The SQLite database file.
         #[arg(long, global = true, default_value = "./kci-lite.db")]
+        db: PathBuf,
+    },
+    /// Write every collection to DIR in mongoexport's format (one file per
+    /// upstream MongoDB collection, plus kv.json), from one snapshot.
+    Export {
+        /// The directory to write (created if missing; files replaced).
+        #[arg(long)]
+        out: PathBuf,
+        /// The SQLite database file.
+        #[arg(long, default_value = "./kci-lite.db")]
+        db: PathBuf,
+    },
+    /// Read the files of DIR (ours, or upstream's mongoexport output) into
+    /// an empty database, in one transaction.
+    Import {
+        /// The directory to read.
+        #[arg(long)]
+        from: PathBuf,
+        /// Add to a database that holds data: existing ids are skipped.
+        #[arg(long)]
+        merge: bool,
+        /// The SQLite database file (created and migrated if missing).
+        #[arg(long, default_value = "./kci-lite.db")]
         db: PathBuf,
     },
     /// Write a consistent copy of the database (SQLite's online backup),
@@ -121,6 +144,8 @@ fn main() -> ExitCode {
                 },
         } => admin_create(&username, &email, password_stdin, &db),
         Command::Migrate { command, db } => migrate(command, &db),
+        Command::Export { out, db } => export(&db, &out),
+        Command::Import { from, merge, db } => import(&db, &from, merge),
         Command::Backup { out, db } => backup(&db, &out),
         Command::Check { db } => check(&db),
     };
@@ -282,4 +307,87 @@ fn check(db: &std::path::Path) -> Result<(), String> {
             db.display()
         ))
     }
+}
+
+/// Progress bars on standard error when it is a terminal.
+struct Bars {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Bars {
+    fn new() -> Bars {
+        Bars { bar: None }
+    }
+}
+
+impl kci_lite::exchange::Progress for Bars {
+    fn start(&mut self, collection: &str, total: Option<u64>) {
+        if !std::io::stderr().is_terminal() {
+            return;
+        }
+        let bar = indicatif::ProgressBar::new(total.unwrap_or(0));
+        let style = indicatif::ProgressStyle::with_template(
+            "{prefix:>12} [{bar:30}] {human_pos}/{human_len} {per_sec} {elapsed}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_prefix(collection.to_string());
+        self.bar = Some(bar);
+    }
+
+    fn update(&mut self, done: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
+        }
+    }
+}
+
+fn export(db: &std::path::Path, out: &std::path::Path) -> Result<(), String> {
+    if !db.is_file() {
+        return Err(format!("{}: no such database file", db.display()));
+    }
+    let mut conn = store::open_connection(db, true).map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let counts =
+        kci_lite::exchange::export(&mut conn, out, &mut Bars::new()).map_err(|e| e.to_string())?;
+    eprintln!(
+        "exported: {counts} (to {} in {:.1} s)",
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn import(db: &std::path::Path, from: &std::path::Path, merge: bool) -> Result<(), String> {
+    let config = load_config()?;
+    let mut conn = store::open_connection(db, true).map_err(|e| e.to_string())?;
+    store::migrate::up(&conn, None).map_err(|e| e.to_string())?;
+    let done = kci_lite::exchange::import(
+        &mut conn,
+        from,
+        merge,
+        &config.cloud_events_source,
+        &mut Bars::new(),
+    )
+    .map_err(|e| e.to_string())?;
+    if done.orphans > 0 {
+        eprintln!(
+            "import: {} nodes have a parent that is not stored",
+            done.orphans
+        );
+    }
+    if done.without_groups > 0 {
+        eprintln!(
+            "import: {} users are members of a group that is not stored",
+            done.without_groups
+        );
+    }
+    eprintln!("imported: {}; skipped {}", done.counts, done.skipped);
+    Ok(())
 }

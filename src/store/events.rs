@@ -19,7 +19,7 @@ const EVENTS: SqlTable = doc_table(EVENT_DOC);
 
 /// The envelope as stored: its `data` (a copy of the data column) left out
 /// as null, to be put back by [`deliverable`].
-fn stored_envelope(envelope: &serde_json::Value) -> String {
+pub(crate) fn stored_envelope(envelope: &serde_json::Value) -> String {
     let mut envelope = envelope.clone();
     if let Some(data) = envelope.get_mut("data") {
         *data = serde_json::Value::Null;

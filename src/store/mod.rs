@@ -1,6 +1,7 @@
 //! The one SQLite file: a pool of read-only connections and ONE writer
 //! thread that group-commits every write. All SQL lives under `store/`.
 
+pub mod dump;
 pub mod events;
 pub mod filter;
 pub mod groups;

@@ -17,7 +17,7 @@ use crate::query::Filter;
 use crate::timestamp::{self, Timestamp};
 
 /// The columns of an event row, in [`TelemetryEvent`] order.
-const COLUMNS: &str = "id, ts, kind, runtime, device_type, device_id, job_name, test_name, \
+pub(crate) const COLUMNS: &str = "id, ts, kind, runtime, device_type, device_id, job_name, test_name, \
                        job_id, node_id, tree, branch, arch, result, is_infra_error, error_type, \
                        error_msg, retry, extra";
 
@@ -94,7 +94,7 @@ fn malformed(what: &str) -> StoreError {
     StoreError::Internal(format!("malformed telemetry row: {what}"))
 }
 
-fn event_from_row(r: &Row) -> Result<TelemetryEvent, StoreError> {
+pub(crate) fn event_from_row(r: &Row) -> Result<TelemetryEvent, StoreError> {
     let ts: String = r.get(1)?;
     let extra: String = r.get(18)?;
     let extra = match serde_json::from_str(&extra)? {
