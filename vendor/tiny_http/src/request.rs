@@ -417,8 +417,9 @@ impl Request {
     /// caller writes itself, for as long as it likes (an event stream), and
     /// hands the connection over. `headers` are sent after `Server` and
     /// `Date`, then `Connection: close` and, for HTTP/1.1,
-    /// `Transfer-Encoding: chunked`. Only the last request of its connection
-    /// can do this (see `ConnectionLimits::takes_over`), on a plain TCP
+    /// `Transfer-Encoding: chunked`. Only a request named by
+    /// `ConnectionLimits::takes_over` (the last of its connection) can do
+    /// this, on a plain TCP
     /// connection: otherwise, or when the socket cannot be duplicated, the
     /// request comes back untouched with the error, to be answered as
     /// usual. An error writing the head (the client is gone) consumes it.
@@ -430,10 +431,10 @@ impl Request {
         headers: &[Header],
     ) -> Result<StreamOut, (Option<Request>, IoError)> {
         let socket = match &self.last {
-            Some((Some(closer), _, _)) => closer.try_clone_tcp(),
+            Some((Some(closer), _, true)) => closer.try_clone_tcp(),
             _ => Err(IoError::new(
                 ErrorKind::Unsupported,
-                "not the last request of its connection",
+                "not a request that may take its connection over",
             )),
         };
         let socket = match socket {
@@ -473,12 +474,15 @@ impl Request {
         if let Err(err) = written {
             return Err((None, err));
         }
+        // the socket handle is not kept (`socket` replaces it), the
+        // connection's guard is
+        let guard = self.last.take().and_then(|(_closer, guard, _)| guard);
         let held = (
             writer,
             self.data_reader.take(),
             self.prefetched.take(),
             self.turn.take(),
-            self.last.take(),
+            guard,
         );
         Ok(StreamOut {
             socket,
