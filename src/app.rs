@@ -16,6 +16,7 @@ use crate::model::user::{Group, User};
 use crate::pubsub::{Broker, BrokerConfig};
 use crate::store::Notice;
 use crate::store::{Store, StoreError, groups, meta, users};
+use crate::streams::{Hub, HubConfig};
 use crate::timer::{Timer, TimerConfig, Wake};
 use crate::timestamp::SystemClock;
 
@@ -26,6 +27,8 @@ pub struct App {
     pub config: Config,
     pub store: Arc<Store>,
     pub broker: Arc<Broker>,
+    /// The open event streams (`GET /stream/{channel}`).
+    pub streams: Arc<Hub>,
     timer: Mutex<Timer>,
     pub keys: Keys,
     pub users: Arc<UserCache>,
@@ -106,15 +109,25 @@ impl App {
         let store = Arc::new(Store::open(db, config.synchronous_full)?);
         let (notices, notices_rx) = crossbeam_channel::unbounded::<Vec<Notice>>();
         store.set_notifier(notices);
-        // Commit notices go to the broker; node changes also wake the timer.
+        // Commit notices go to the broker; node changes also wake the timer;
+        // new stored events go to the event streams.
         let (to_broker, broker_rx) = crossbeam_channel::unbounded();
         let (to_timer, timer_rx) = crossbeam_channel::unbounded();
+        let (to_streams, streams_rx) = crossbeam_channel::unbounded();
         std::thread::Builder::new()
             .name("kci-notices".into())
             .spawn(move || {
                 for batch in notices_rx {
                     if let Some(wake) = Wake::of(&batch) {
                         let _ = to_timer.send(wake);
+                    }
+                    let stored: Vec<Notice> = batch
+                        .iter()
+                        .filter(|n| matches!(n, Notice::Channel(_)))
+                        .cloned()
+                        .collect();
+                    if !stored.is_empty() {
+                        let _ = to_streams.send(stored);
                     }
                     if to_broker.send(batch).is_err() {
                         break;
@@ -141,6 +154,15 @@ impl App {
                 source: config.cloud_events_source.clone(),
                 history_ttl_secs: config.event_history_ttl_secs,
                 max_subscriptions_per_user: config.max_subscriptions_per_user,
+            },
+            Arc::new(SystemClock),
+        )?;
+        let streams = Hub::start(
+            Arc::clone(&store),
+            streams_rx,
+            HubConfig {
+                keep_alive: config.keep_alive,
+                history_ttl_secs: config.event_history_ttl_secs,
             },
             Arc::new(SystemClock),
         )?;
@@ -180,6 +202,7 @@ impl App {
         let app = App {
             store,
             broker,
+            streams,
             timer: Mutex::new(timer),
             keys,
             users: Arc::new(UserCache::load(cache)),
@@ -294,12 +317,14 @@ impl App {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Stops the pub/sub dispatcher and the writer, checkpoints the WAL.
+    /// Stops the pub/sub dispatcher, ends the event streams (after what was
+    /// committed), stops the writer, checkpoints the WAL.
     pub fn close(&self) {
         if let Ok(mut timer) = self.timer.lock() {
             timer.stop();
         }
         self.broker.stop();
+        self.streams.stop();
         self.store.close();
     }
 }

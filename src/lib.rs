@@ -18,5 +18,6 @@ pub mod query;
 pub mod router;
 pub mod server;
 pub mod store;
+pub mod streams;
 pub mod timer;
 pub mod timestamp;

@@ -4,7 +4,7 @@
 //! a 405, anything else a 404. The OpenAPI document (`static/openapi.json`)
 //! describes the same table; tests/openapi.rs keeps the two in agreement.
 
-use crate::api::{account, events, groups, kv, nodes, pages, pubsub, telemetry, users};
+use crate::api::{account, events, groups, kv, nodes, pages, pubsub, stream, telemetry, users};
 use crate::app::App;
 use crate::http::{ApiError, ApiResult, Method, Reply, Req};
 
@@ -110,6 +110,7 @@ pub const ROUTES: &[Route] = &[
     on(Get, "/pop/{list}", Parked(pubsub::pop)),
     on(Get, "/stats/subscriptions", Plain(pubsub::stats)),
     on(Get, "/events", Plain(events::list)),
+    on(Get, "/stream/{channel}", Parked(stream::open)),
     on(Get, "/kv/{ns}/{key}", Two(kv::get)),
     on(Post, "/kv/{ns}/{key}", Two(kv::set)),
     on(Delete, "/kv/{ns}/{key}", Two(kv::delete)),

@@ -16,8 +16,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::app::{App, StartError};
+use crate::http::sse::{self, SseWriter};
 use crate::http::weight::{self, ValueBudget};
-use crate::http::{self, ApiError, Method, Reply, Req, Resp, RespBody};
+use crate::http::{self, ApiError, Method, Reply, Req, Resp, RespBody, StartStream};
 use crate::router;
 
 /// How often an idle worker looks at the stop flag.
@@ -58,17 +59,21 @@ pub struct Running {
     workers: Vec<JoinHandle<()>>,
     server: Arc<tiny_http::Server>,
     writers: Arc<Writers>,
+    sse: Arc<SseWriter>,
 }
 
 /// Answers still being written when the server stopped (see
-/// [`Running::stop`]).
-pub struct Writes(Arc<Writers>);
+/// [`Running::stop`]), event streams included.
+pub struct Writes(Arc<Writers>, Arc<SseWriter>);
 
 impl Writes {
     /// Waits until they are written, at most `timeout` (a client that does
     /// not read is not waited for longer).
     pub fn wait(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
         self.0.wait(timeout);
+        self.1
+            .wait(deadline.saturating_duration_since(Instant::now()));
     }
 }
 
@@ -82,7 +87,7 @@ impl Running {
     /// Answers given later (parked requests ended by the broker's stop)
     /// are written on their own threads: [`Writes::wait`] waits for them.
     pub fn stop(self) -> Writes {
-        let writes = Writes(Arc::clone(&self.writers));
+        let writes = Writes(Arc::clone(&self.writers), Arc::clone(&self.sse));
         self.stopping.store(true, Ordering::SeqCst);
         for _ in &self.workers {
             self.server.unblock();
@@ -90,6 +95,9 @@ impl Running {
         for worker in self.workers {
             let _ = worker.join();
         }
+        // Event streams end when the stream hub stops (`App::close`); what
+        // is still unsent then is given `STOP_DRAIN` at most.
+        self.sse.stop(sse::STOP_DRAIN);
         writes
     }
 }
@@ -233,6 +241,12 @@ pub fn start(app: Arc<App>, bind: &str) -> Result<Running, StartError> {
             let path = url.split_once('?').map_or(url, |(p, _)| p);
             matches!(strip_prefix(path), Prefix::Api(_))
         })),
+        // An event stream takes its connection over: the connection's
+        // thread ends once the request is handed out.
+        takes_over: Some(Arc::new(|url: &str| {
+            let path = url.split_once('?').map_or(url, |(p, _)| p);
+            matches!(strip_prefix(path), Prefix::Api(s) if is_stream_path(&s))
+        })),
     };
     let server = tiny_http::Server::from_listener_with_limits(listener, None, limits)
         .map_err(|e| StartError(format!("cannot listen on {bind}: {e}")))?;
@@ -243,19 +257,22 @@ pub fn start(app: Arc<App>, bind: &str) -> Result<Running, StartError> {
     let server = Arc::new(server);
     let stopping = Arc::new(AtomicBool::new(false));
     let writers = Writers::new();
+    let sse = SseWriter::start()
+        .map_err(|e| StartError(format!("cannot start the event-stream thread: {e}")))?;
     let values = ValueBudget::new(weight::VALUES_AT_ONCE);
     let mut workers = Vec::new();
     for i in 0..app.config.http_threads {
-        let (app, server, stopping, writers, values) = (
+        let (app, server, stopping, writers, values, sse) = (
             Arc::clone(&app),
             Arc::clone(&server),
             Arc::clone(&stopping),
             Arc::clone(&writers),
             Arc::clone(&values),
+            Arc::clone(&sse),
         );
         let worker = std::thread::Builder::new()
             .name(format!("kci-http-{i}"))
-            .spawn(move || work(&app, &server, &stopping, &writers, &values))
+            .spawn(move || work(&app, &server, &stopping, &writers, &values, &sse))
             .map_err(|e| StartError(format!("cannot start worker thread: {e}")))?;
         workers.push(worker);
     }
@@ -265,7 +282,14 @@ pub fn start(app: Arc<App>, bind: &str) -> Result<Running, StartError> {
         workers,
         server,
         writers,
+        sse,
     })
+}
+
+/// Whether these path segments (version prefix stripped) name an event
+/// stream (`/stream/{channel}`).
+fn is_stream_path(segments: &[String]) -> bool {
+    segments.len() == 2 && segments[0] == "stream"
 }
 
 fn work(
@@ -274,10 +298,11 @@ fn work(
     stopping: &AtomicBool,
     writers: &Arc<Writers>,
     values: &Arc<ValueBudget>,
+    sse: &Arc<SseWriter>,
 ) {
     while !stopping.load(Ordering::SeqCst) {
         match server.recv_timeout(STOP_POLL) {
-            Ok(Some(raw)) => handle(app, writers, values, raw),
+            Ok(Some(raw)) => handle(app, writers, values, sse, raw),
             Ok(None) => {}
             Err(_) => break,
         }
@@ -325,6 +350,76 @@ impl Responder {
     fn send_later(self, writers: &Arc<Writers>, resp: Resp) {
         writers.submit(Box::new(move || self.write(resp)));
     }
+
+    /// Answers with an event stream: sends its head (on a writer thread
+    /// when an earlier answer of the connection is still due), then hands
+    /// the connection to the event-stream thread and its sink to `start`.
+    /// A HEAD request gets the head alone.
+    fn stream(self, writers: &Arc<Writers>, sse: &Arc<SseWriter>, start: StartStream) {
+        if *self.raw.method() == tiny_http::Method::Head {
+            let mut resp = Resp::file(EVENT_STREAM, b"");
+            resp.headers = stream_headers();
+            return self.send(writers, resp);
+        }
+        if self.raw.is_next_to_answer() {
+            self.take_over(sse, start);
+        } else {
+            let sse = Arc::clone(sse);
+            writers.submit(Box::new(move || self.take_over(&sse, start)));
+        }
+    }
+
+    fn take_over(self, sse: &SseWriter, start: StartStream) {
+        let Responder {
+            raw,
+            started,
+            method,
+            path,
+        } = self;
+        let headers: Vec<tiny_http::Header> =
+            std::iter::once(("Content-Type".into(), EVENT_STREAM.into()))
+                .chain(stream_headers())
+                .filter_map(|(name, value): (String, String)| {
+                    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
+                })
+                .collect();
+        match raw.into_stream(tiny_http::StatusCode(200), &headers) {
+            Ok(out) => {
+                log(&method, &path, 200, started);
+                match sse.attach(out) {
+                    Ok(sink) => start(sink),
+                    Err(err) => {
+                        eprintln!("kci-lite: {method} {path}: cannot watch the stream: {err}")
+                    }
+                }
+            }
+            // The client went away before the head was sent.
+            Err((None, _)) => log(&method, &path, 200, started),
+            Err((Some(raw), err)) => {
+                eprintln!("kci-lite: {method} {path}: cannot stream: {err}");
+                let resp = ApiError::internal("cannot stream").to_resp();
+                Responder {
+                    raw,
+                    started,
+                    method,
+                    path,
+                }
+                .write(resp);
+            }
+        }
+    }
+}
+
+/// The media type of an event stream.
+const EVENT_STREAM: &str = "text/event-stream";
+
+/// Headers of an event stream besides its type: no cache, and no proxy
+/// buffering (nginx honours `X-Accel-Buffering`).
+fn stream_headers() -> Vec<(String, String)> {
+    vec![
+        ("Cache-Control".into(), "no-cache".into()),
+        ("X-Accel-Buffering".into(), "no".into()),
+    ]
 }
 
 fn to_raw(resp: Resp) -> tiny_http::ResponseBox {
@@ -426,6 +521,7 @@ fn handle(
     app: &Arc<App>,
     writers: &Arc<Writers>,
     values: &Arc<ValueBudget>,
+    sse: &Arc<SseWriter>,
     mut raw: tiny_http::Request,
 ) {
     let started = Instant::now();
@@ -503,6 +599,7 @@ fn handle(
             let writers = Arc::clone(writers);
             park(Box::new(move |resp| responder.send_later(&writers, resp)));
         }
+        Ok(Reply::Stream(start)) => responder.stream(writers, sse, start),
         Err(err) => {
             if let Some(cause) = &err.cause {
                 // A cause may quote a whole SQL statement (rusqlite's text of

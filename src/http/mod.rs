@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod form;
+pub mod sse;
 pub mod weight;
 
 pub use error::{ApiError, ApiResult};
@@ -317,12 +318,20 @@ impl Resp {
 /// thread, it never blocks (the server writes on a thread of its own).
 pub type Respond = Box<dyn FnOnce(Resp) + Send>;
 
+/// Starts an event stream once its head is sent: gets the sink that
+/// carries the stream's body (see [`Reply::Stream`]).
+pub type StartStream = Box<dyn FnOnce(Box<dyn crate::streams::Sink>) + Send>;
+
 /// How a request is answered: now, or later (a parked long poll): the
 /// closure gets the request's [`Respond`] and passes it on to whoever
 /// will answer.
 pub enum Reply {
     Now(Resp),
     Later(Box<dyn FnOnce(Respond) + Send>),
+    /// An event stream (`text/event-stream`): the server sends the head,
+    /// takes the connection over and hands its sink to the closure; the
+    /// body is whatever the sink is given, for as long as it lasts.
+    Stream(StartStream),
 }
 
 #[cfg(test)]

@@ -80,6 +80,14 @@ pub struct ClientConnection {
 
     // kci-lite patch: the requests handed out and not yet answered
     pipeline: Arc<Pipeline>,
+
+    // kci-lite patch: kept as long as the connection is open; handed, with
+    // `closer`, to the last request of the connection (see `hand_out`)
+    guard: Option<Box<dyn Send>>,
+
+    // kci-lite patch: the last request may take the connection over
+    // (`ConnectionLimits::takes_over`)
+    taken_over: bool,
 }
 
 /// kci-lite patch: bytes taken from a `BodyBudget`, given back on drop.
@@ -212,7 +220,33 @@ impl ClientConnection {
             body_unfinished: Arc::default(),
             limits,
             pipeline: Pipeline::new(),
+            guard: None,
+            taken_over: false,
         }
+    }
+
+    /// kci-lite patch: `guard` is dropped once the connection is closed:
+    /// with this value, or with its last request if that outlives it.
+    pub(crate) fn hold_until_closed(&mut self, guard: Box<dyn Send>) {
+        self.guard = Some(guard);
+    }
+
+    /// kci-lite patch: gives `rq` its turn; the last request of the
+    /// connection also gets the handle on its socket and the connection's
+    /// guard, so that it may take the connection over
+    /// (`Request::into_stream`) once this thread is gone.
+    fn hand_out(&mut self, mut rq: Request, safe: bool) -> Request {
+        rq.set_turn(self.pipeline.hand_out(safe));
+        if self.no_more_requests {
+            if self.taken_over {
+                // the reader ends with this thread, the reading must not
+                if let Some(closer) = self.closer.as_ref() {
+                    closer.keep_open();
+                }
+            }
+            rq.set_last(self.closer.take(), self.guard.take(), self.taken_over);
+        }
+        rq
     }
 
     /// true if the connection is HTTPS
@@ -613,7 +647,7 @@ impl Iterator for ClientConnection {
         // kci-lite patch: every error found here is answered in JSON (see
         // `ReadError::answer`) and ends the connection: after a bad head,
         // where the next request would start is unknown.
-        let mut rq = match self.read() {
+        let rq = match self.read() {
             Ok(rq) => rq,
             Err(ReadError::BodyUnfinished) => {
                 // the answer to the previous request was written before
@@ -650,6 +684,13 @@ impl Iterator for ClientConnection {
             _ => (),
         };
 
+        // kci-lite patch: a request that may take the connection over is
+        // its last one
+        if self.limits.takes_over.as_ref().is_some_and(|rule| rule(rq.url())) {
+            self.no_more_requests = true;
+            self.taken_over = true;
+        }
+
         // kci-lite patch: a request with an unsafe method runs alone, a
         // safe one only beside safe ones (RFC 9112 §9.3.2)
         let safe = matches!(
@@ -668,15 +709,13 @@ impl Iterator for ClientConnection {
             };
             let wanted = self.limits.prefetch.as_ref().is_none_or(|rule| rule(rq.url()));
             if wanted && has_body {
-                let mut rq = self.prefetch_body(rq, max, deadline)?;
-                rq.set_turn(self.pipeline.hand_out(safe));
-                return Some(rq);
+                let rq = self.prefetch_body(rq, max, deadline)?;
+                return Some(self.hand_out(rq, safe));
             }
         }
 
         // returning the request
-        rq.set_turn(self.pipeline.hand_out(safe));
-        Some(rq)
+        Some(self.hand_out(rq, safe))
     }
 }
 

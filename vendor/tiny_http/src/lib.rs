@@ -153,6 +153,11 @@ pub struct ConnectionLimits {
     /// is closed at once, so that the process keeps file descriptors (and
     /// threads) for those it serves.
     pub max_connections: Option<usize>,
+    /// Which requests (by path) may take their connection over (see
+    /// `Request::into_stream`): the connection reads no request after one
+    /// of them, so its thread ends once it is handed out, and the request
+    /// keeps the connection (and its place under `max_connections`).
+    pub takes_over: Option<PrefetchRule>,
 }
 
 /// kci-lite patch: a count of bytes that bodies read ahead may hold.
@@ -209,7 +214,7 @@ impl std::fmt::Debug for ConnectionLimits {
     }
 }
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
-pub use request::{ReadWrite, Request};
+pub use request::{ReadWrite, Request, StreamOut};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
 
@@ -466,13 +471,15 @@ impl Server {
                 };
 
                 match new_client {
-                    Ok(client) => {
+                    Ok(mut client) => {
                         let messages = inside_messages.clone();
-                        let mut client = Some(client);
                         open.fetch_add(1, Relaxed);
-                        let open = OpenConnection(Arc::clone(&open));
+                        // kci-lite patch: counted until the connection and
+                        // its last request are gone (a stream that took the
+                        // connection over outlives this thread)
+                        client.hold_until_closed(Box::new(OpenConnection(Arc::clone(&open))));
+                        let mut client = Some(client);
                         tasks_pool.spawn(Box::new(move || {
-                            let _open = &open;
                             if let Some(client) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 if client.secure() {

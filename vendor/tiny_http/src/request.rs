@@ -83,6 +83,27 @@ pub struct Request {
     // kci-lite patch: the request's place in its connection's order (none
     // for a test request); dropped with the request, after its answer
     turn: Option<crate::util::Turn>,
+
+    // kci-lite patch: for the last request of its connection, a handle on
+    // the socket and the connection's guard (see `into_stream`)
+    // (and whether it was meant to take the connection over)
+    last: Option<(Option<crate::util::RefinedTcpStream>, Option<Box<dyn Send>>, bool)>,
+}
+
+/// kci-lite patch: a connection taken over by [`Request::into_stream`]
+/// after the head of its last answer. The body is the new owner's to
+/// write, on `socket`; the connection closes when this is dropped.
+pub struct StreamOut {
+    /// The connection's socket (blocking, with the server's write
+    /// timeout, until the owner changes that).
+    pub socket: std::net::TcpStream,
+    /// The body is to be sent chunked (HTTP/1.1): each piece as a chunk,
+    /// the end as the terminal chunk. Otherwise (HTTP/1.0) the body ends
+    /// where the connection does.
+    pub chunked: bool,
+    /// The rest of the request and of its connection, kept until the
+    /// stream ends (dropping it shuts the socket down).
+    pub held: Box<dyn Send>,
 }
 
 struct NotifyOnDrop<R> {
@@ -284,6 +305,7 @@ where
         notify_when_responded: None,
         prefetched: None,
         turn: None,
+        last: None,
     })
 }
 
@@ -377,6 +399,96 @@ impl Request {
         } else {
             Box::new(stream) as Box<dyn ReadWrite + Send>
         }
+    }
+
+    /// kci-lite patch: marks this request as the last one of its
+    /// connection, with a handle on its socket and the connection's guard;
+    /// `taken_over`: it was read as one that may take the connection over.
+    pub(crate) fn set_last(
+        &mut self,
+        closer: Option<crate::util::RefinedTcpStream>,
+        guard: Option<Box<dyn Send>>,
+        taken_over: bool,
+    ) {
+        self.last = Some((closer, guard, taken_over));
+    }
+
+    /// kci-lite patch: answers with the head of a response whose body the
+    /// caller writes itself, for as long as it likes (an event stream), and
+    /// hands the connection over. `headers` are sent after `Server` and
+    /// `Date`, then `Connection: close` and, for HTTP/1.1,
+    /// `Transfer-Encoding: chunked`. Only a request named by
+    /// `ConnectionLimits::takes_over` (the last of its connection) can do
+    /// this, on a plain TCP
+    /// connection: otherwise, or when the socket cannot be duplicated, the
+    /// request comes back untouched with the error, to be answered as
+    /// usual. An error writing the head (the client is gone) consumes it.
+    /// The head waits for the answers to earlier requests of the
+    /// connection, as `respond` does.
+    pub fn into_stream(
+        mut self,
+        status: StatusCode,
+        headers: &[Header],
+    ) -> Result<StreamOut, (Option<Request>, IoError)> {
+        let socket = match &self.last {
+            Some((Some(closer), _, true)) => closer.try_clone_tcp(),
+            _ => Err(IoError::new(
+                ErrorKind::Unsupported,
+                "not a request that may take its connection over",
+            )),
+        };
+        let socket = match socket {
+            Ok(socket) => socket,
+            Err(err) => return Err((Some(self), err)),
+        };
+        let chunked = self.http_version >= (1, 1);
+        let mut head = format!(
+            "HTTP/{}.{} {} {}\r\n",
+            self.http_version.0,
+            self.http_version.1,
+            status.0,
+            status.default_reason_phrase()
+        )
+        .into_bytes();
+        let date = crate::response::build_date_header();
+        let fixed = [("Server", "tiny-http (Rust)"), ("Date", date.value.as_str())];
+        for (field, value) in fixed {
+            head.extend_from_slice(format!("{field}: {value}\r\n").as_bytes());
+        }
+        for header in headers {
+            head.extend_from_slice(header.field.as_str().as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(header.value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        head.extend_from_slice(b"Connection: close\r\n");
+        if chunked {
+            head.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        let mut writer = self.extract_writer_impl();
+        let written = writer.write_all(&head).and_then(|()| writer.flush());
+        if let Some(sender) = self.notify_when_responded.take() {
+            let _ = sender.send(());
+        }
+        if let Err(err) = written {
+            return Err((None, err));
+        }
+        // the socket handle is not kept (`socket` replaces it), the
+        // connection's guard is
+        let guard = self.last.take().and_then(|(_closer, guard, _)| guard);
+        let held = (
+            writer,
+            self.data_reader.take(),
+            self.prefetched.take(),
+            self.turn.take(),
+            guard,
+        );
+        Ok(StreamOut {
+            socket,
+            chunked,
+            held: Box::new(held),
+        })
     }
 
     /// kci-lite patch: the place of this request in its connection's order.
@@ -531,6 +643,13 @@ impl Request {
     where
         R: Read,
     {
+        // kci-lite patch: a request that could have taken its connection
+        // over (and did not) is still its last one: the client is told, so
+        // that it does not send another request on it.
+        let response = match &self.last {
+            Some((_, _, true)) => response.with_connection_close(),
+            _ => response,
+        };
         let mut writer = self.extract_writer_impl();
 
         let do_not_send_body = self.method == Method::Head;

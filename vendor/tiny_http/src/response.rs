@@ -71,7 +71,7 @@ impl FromStr for TransferEncoding {
 }
 
 /// Builds a Date: header with the current date.
-fn build_date_header() -> Header {
+pub(crate) fn build_date_header() -> Header {
     let d = HttpDate::from(SystemTime::now());
     Header::from_bytes(&b"Date"[..], &d.to_string().into_bytes()[..]).unwrap()
 }

@@ -2,6 +2,7 @@ use std::io::Result as IoResult;
 use std::io::{Read, Write};
 use std::io::{Error as IoError, ErrorKind};
 use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -102,6 +103,10 @@ pub struct RefinedTcpStream {
     // kci-lite patch: when set, reads end at this instant (all handles of
     // the socket share it), see `read`.
     read_deadline: Arc<Mutex<Option<Instant>>>,
+    // kci-lite patch: set when the connection is taken over (all handles
+    // of the socket share it): dropping a handle then shuts nothing down,
+    // the new owner does.
+    kept_open: Arc<AtomicBool>,
 }
 
 impl RefinedTcpStream {
@@ -120,6 +125,7 @@ impl RefinedTcpStream {
 
         let (read, write) = (stream.try_clone()?, stream);
         let read_deadline = Arc::new(Mutex::new(None));
+        let kept_open = Arc::new(AtomicBool::new(false));
 
         let read = RefinedTcpStream {
             stream: read,
@@ -127,6 +133,7 @@ impl RefinedTcpStream {
             close_write: false,
             write_timeout,
             read_deadline: Arc::clone(&read_deadline),
+            kept_open: Arc::clone(&kept_open),
         };
 
         let write = RefinedTcpStream {
@@ -135,6 +142,7 @@ impl RefinedTcpStream {
             close_write: true,
             write_timeout,
             read_deadline,
+            kept_open,
         };
 
         Ok((read, write))
@@ -159,7 +167,25 @@ impl RefinedTcpStream {
             close_write: false,
             write_timeout: self.write_timeout,
             read_deadline: Arc::clone(&self.read_deadline),
+            kept_open: Arc::clone(&self.kept_open),
         })
+    }
+
+    /// kci-lite patch: from now on no handle of this socket shuts it down
+    /// when dropped (the connection is being taken over; its reader goes
+    /// away with the connection's thread, and must not end the reading).
+    pub(crate) fn keep_open(&self) {
+        self.kept_open.store(true, Ordering::SeqCst);
+    }
+
+    /// kci-lite patch: a plain `TcpStream` on this socket (a new
+    /// descriptor), for a connection taken over by its last request.
+    pub(crate) fn try_clone_tcp(&self) -> IoResult<std::net::TcpStream> {
+        match &self.stream {
+            Stream::Http(Connection::Tcp(stream)) => stream.try_clone(),
+            #[allow(unreachable_patterns)]
+            _ => Err(IoError::new(ErrorKind::Unsupported, "not a plain TCP connection")),
+        }
     }
 
     /// kci-lite patch: every read of this socket (all handles) fails with
@@ -200,6 +226,9 @@ impl RefinedTcpStream {
 
 impl Drop for RefinedTcpStream {
     fn drop(&mut self) {
+        if self.kept_open.load(Ordering::SeqCst) {
+            return;
+        }
         if self.close_read {
             self.stream.shutdown(Shutdown::Read).ok();
         }
