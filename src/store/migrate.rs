@@ -52,6 +52,12 @@ pub const MIGRATIONS: &[Migration] = &[
         up: include_str!("../../sql/0006_lean_rows.up.sql"),
         down: include_str!("../../sql/0006_lean_rows.down.sql"),
     },
+    Migration {
+        version: 7,
+        name: "leases",
+        up: include_str!("../../sql/0007_leases.up.sql"),
+        down: include_str!("../../sql/0007_leases.down.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.
