@@ -81,6 +81,45 @@ impl std::fmt::Debug for SubFilter {
     }
 }
 
+/// The parsed data of recently judged stored events, by sequence number:
+/// listeners that read the same events one by one (each `/listen` on its
+/// own worker) share one parse of each. Bounded by the size of the texts
+/// it holds; a larger event is parsed for each read instead.
+#[derive(Default)]
+struct ParsedData {
+    by_seq: HashMap<i64, Arc<Option<Value>>>,
+    /// Sequence numbers and text sizes, oldest first (eviction order).
+    order: std::collections::VecDeque<(i64, usize)>,
+    bytes: usize,
+}
+
+/// Most bytes of event data text whose parse [`ParsedData`] keeps.
+const PARSED_KEEP_BYTES: usize = 8 * 1024 * 1024;
+/// Events with a larger data text are not kept parsed.
+const PARSED_MAX_EVENT_BYTES: usize = 256 * 1024;
+
+impl ParsedData {
+    fn get(&self, seq: i64) -> Option<Arc<Option<Value>>> {
+        self.by_seq.get(&seq).cloned()
+    }
+
+    fn keep(&mut self, seq: i64, size: usize, doc: &Arc<Option<Value>>) {
+        if size > PARSED_MAX_EVENT_BYTES || self.by_seq.contains_key(&seq) {
+            return;
+        }
+        while self.bytes + size > PARSED_KEEP_BYTES {
+            let Some((old, old_size)) = self.order.pop_front() else {
+                break;
+            };
+            self.by_seq.remove(&old);
+            self.bytes -= old_size;
+        }
+        self.by_seq.insert(seq, Arc::clone(doc));
+        self.order.push_back((seq, size));
+        self.bytes += size;
+    }
+}
+
 /// How a new subscription is made (besides its channel and user).
 #[derive(Clone, Debug, Default)]
 pub struct SubscribeOptions {
@@ -125,30 +164,24 @@ pub struct Subscription {
 impl Subscription {
     /// Whether this subscription gets `event`: every event of its channel
     /// when promiscuous, else unowned events and its user's own; with
-    /// conditions, only those whose data satisfies them. `doc` is the
-    /// event's parsed data, shared by every subscription judging it and
-    /// parsed only when a filter first needs it.
-    pub fn sees(&self, event: &ChannelEvent, doc: &OnceCell<Option<Value>>) -> bool {
+    /// conditions, only those whose data satisfies them. `data` gives the
+    /// event's parsed data (`None`: not JSON); it is called only when a
+    /// filter needs it, after the owner filter passed the event.
+    pub fn sees<'a>(&self, event: &ChannelEvent, data: impl FnOnce() -> Option<&'a Value>) -> bool {
         let owner_ok = self.promiscuous || event.owner.as_ref().is_none_or(|o| *o == self.user);
-        owner_ok
-            && self.filter.as_ref().is_none_or(|f| {
-                f.matches(
-                    doc.get_or_init(|| serde_json::from_str(&event.data).ok())
-                        .as_ref(),
-                )
-            })
+        owner_ok && self.filter.as_ref().is_none_or(|f| f.matches(data()))
     }
 
     /// Moves the cursor over `batch` — the channel's events in sequence
     /// order, none missing from some point at or before the cursor up to
     /// `reached` — and returns the positions in `batch` of the first `max`
-    /// events it sees (`docs`: their parsed data, one cell per event). The
+    /// events it sees (`data(i)`: the parsed data of `batch[i]`). The
     /// cursor stops at the last event taken when `max` are taken before the
     /// end; otherwise it passes everything read.
-    fn advance(
+    fn advance<'a>(
         &mut self,
         batch: &[ChannelEvent],
-        docs: &[OnceCell<Option<Value>>],
+        data: &dyn Fn(usize) -> Option<&'a Value>,
         reached: i64,
         max: usize,
     ) -> Vec<usize> {
@@ -160,7 +193,7 @@ impl Subscription {
             if taken.len() == max {
                 return taken;
             }
-            if self.sees(event, &docs[i]) {
+            if self.sees(event, || data(i)) {
                 taken.push(i);
                 self.cursor = event.seq;
             }
@@ -298,6 +331,8 @@ pub struct Broker {
     /// No lease ends before this (milliseconds since the epoch); `None`:
     /// no lease holds. Never later than the earliest lease's end.
     lease_due: Mutex<Option<i64>>,
+    /// Event data parsed for conditions, shared by all reads.
+    parsed: Mutex<ParsedData>,
 }
 
 impl Broker {
@@ -316,6 +351,7 @@ impl Broker {
             clock,
             dispatcher: Mutex::new(None),
             lease_due: Mutex::new(None),
+            parsed: Mutex::new(ParsedData::default()),
         };
         (broker, command_rx)
     }
@@ -354,6 +390,20 @@ impl Broker {
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Subscription>> {
         // A poisoned lock only means a panic elsewhere; the map is intact.
         self.subs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The parsed data of `event` (`None` inside: not JSON), parsed once
+    /// for every subscription and read that judges it while it is kept.
+    fn parsed_data(&self, event: &ChannelEvent) -> Arc<Option<Value>> {
+        let lock = || self.parsed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(doc) = lock().get(event.seq) {
+            return doc;
+        }
+        // Parsed outside the lock: a rare second parse by a concurrent read
+        // costs less than making every read wait for this one.
+        let doc = Arc::new(serde_json::from_str(&event.data).ok());
+        lock().keep(event.seq, event.data.len(), &doc);
+        doc
     }
 
     fn due_lock(&self) -> MutexGuard<'_, Option<i64>> {
@@ -570,7 +620,19 @@ impl Broker {
             .map(|(_, max)| max.unwrap_or(1))
             .max()
             .unwrap_or(1);
-        let first = if wants.len() == 1 { 1 } else { FIRST_READ };
+        // One listener without conditions is most often one event behind;
+        // with conditions it usually passes several before it finds one.
+        let filtered = {
+            let subs = self.lock();
+            wants
+                .iter()
+                .any(|(id, _)| subs.get(id).is_some_and(|s| s.filter.is_some()))
+        };
+        let first = if wants.len() == 1 && !filtered {
+            1
+        } else {
+            FIRST_READ
+        };
         let mut limit = i64::try_from(most)
             .unwrap_or(READ_LIMIT)
             .clamp(first, READ_LIMIT);
@@ -621,8 +683,14 @@ impl Broker {
             };
             // Built once per event, however many listeners get or judge it.
             let texts: Vec<OnceCell<String>> = batch.iter().map(|_| OnceCell::new()).collect();
-            let docs: Vec<OnceCell<Option<Value>>> =
+            let docs: Vec<OnceCell<Arc<Option<Value>>>> =
                 batch.iter().map(|_| OnceCell::new()).collect();
+            let data = |i: usize| {
+                docs[i]
+                    .get_or_init(|| self.parsed_data(&batch[i]))
+                    .as_ref()
+                    .as_ref()
+            };
             let now = self.clock.instant();
             let mut subs = self.lock();
             let mut again = Vec::new();
@@ -634,7 +702,7 @@ impl Broker {
                     ));
                     continue;
                 };
-                for i in sub.advance(&batch, &docs, reached, want.room()) {
+                for i in sub.advance(&batch, &data, reached, want.room()) {
                     want.got
                         .push(texts[i].get_or_init(|| batch[i].cloud_event()).clone());
                 }
@@ -1058,15 +1126,15 @@ mod tests {
         }
     }
 
-    fn cells(n: usize) -> Vec<OnceCell<Option<Value>>> {
-        (0..n).map(|_| OnceCell::new()).collect()
+    fn no_data(_: usize) -> Option<&'static Value> {
+        None
     }
 
     #[test]
     fn a_subscription_sees_its_users_and_unowned_events_unless_promiscuous() {
         let f = fixture();
         let mut sub = f.broker.subscribe("ch", "ann", false, None).expect("sub");
-        let sees = |sub: &Subscription, e: ChannelEvent| sub.sees(&e, &OnceCell::new());
+        let sees = |sub: &Subscription, e: ChannelEvent| sub.sees(&e, || None);
         assert!(sees(&sub, stored(1, None)));
         assert!(sees(&sub, stored(1, Some("ann"))));
         assert!(!sees(&sub, stored(1, Some("bob"))));
@@ -1083,16 +1151,15 @@ mod tests {
             stored(2, Some("ann")),
             stored(3, None),
         ];
-        let docs = cells(batch.len());
-        assert_eq!(sub.advance(&batch, &docs, 9, 1), [1]);
-        assert_eq!(sub.advance(&batch, &docs, 9, 1), [2]);
-        assert!(sub.advance(&batch, &docs, 9, 1).is_empty());
+        assert_eq!(sub.advance(&batch, &no_data, 9, 1), [1]);
+        assert_eq!(sub.advance(&batch, &no_data, 9, 1), [2]);
+        assert!(sub.advance(&batch, &no_data, 9, 1).is_empty());
         assert_eq!(
             sub.cursor, 9,
             "nothing seen: the cursor passes what was read"
         );
         let others = [stored(10, Some("bob"))];
-        assert!(sub.advance(&others, &cells(1), 10, 1).is_empty());
+        assert!(sub.advance(&others, &no_data, 10, 1).is_empty());
         assert_eq!(sub.cursor, 10);
     }
 
@@ -1630,5 +1697,24 @@ mod tests {
         }
         let receipt = first["_receipt"].as_str().expect("receipt");
         assert!(!f.broker.acknowledge_receipt("jobs", receipt).expect("ack"));
+    }
+
+    #[test]
+    fn parsed_data_is_kept_within_its_byte_bound() {
+        let mut kept = ParsedData::default();
+        let doc = Arc::new(Some(json!({"n": 1})));
+        let half = PARSED_KEEP_BYTES / 2;
+        kept.keep(1, PARSED_MAX_EVENT_BYTES + 1, &doc);
+        assert!(kept.get(1).is_none(), "too large to keep");
+        for seq in 1..=((PARSED_KEEP_BYTES / PARSED_MAX_EVENT_BYTES) as i64 + 3) {
+            kept.keep(seq, PARSED_MAX_EVENT_BYTES, &doc);
+        }
+        assert!(kept.bytes <= PARSED_KEEP_BYTES);
+        assert!(kept.get(1).is_none(), "the oldest went first");
+        assert!(
+            kept.get(3 + (half / PARSED_MAX_EVENT_BYTES) as i64)
+                .is_some()
+        );
+        assert_eq!(kept.by_seq.len(), kept.order.len());
     }
 }
