@@ -45,6 +45,11 @@ const READ_LIMIT: i64 = 512;
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Most messages one batch listen may ask for (`/listen?max=`).
 pub const MAX_BATCH: usize = 1000;
+/// A batch listen takes no further message once the CloudEvent texts it
+/// holds reach this many bytes (the rest come with the next listen), so
+/// that a batch of large events cannot grow to `MAX_BATCH` times the body
+/// limit.
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Bytes of random token in a lease receipt (hex-encoded).
 const RECEIPT_TOKEN_BYTES: usize = 16;
 
@@ -609,10 +614,16 @@ impl Broker {
             id: u64,
             max: Option<usize>,
             got: Vec<String>,
+            bytes: usize,
         }
         impl Want {
             fn room(&self) -> usize {
                 self.max.unwrap_or(1).clamp(1, MAX_BATCH) - self.got.len()
+            }
+            /// A batch holds at least one message, and no more once its
+            /// texts reach [`MAX_BATCH_BYTES`].
+            fn full(&self) -> bool {
+                self.bytes >= MAX_BATCH_BYTES
             }
         }
         let most = wants
@@ -643,6 +654,7 @@ impl Broker {
                 id,
                 max,
                 got: Vec::new(),
+                bytes: 0,
             })
             .collect();
         let mut channel = None;
@@ -703,10 +715,17 @@ impl Broker {
                     continue;
                 };
                 for i in sub.advance(&batch, &data, reached, want.room()) {
-                    want.got
-                        .push(texts[i].get_or_init(|| batch[i].cloud_event()).clone());
+                    if want.full() {
+                        // Over the byte bound: this event and those after
+                        // it are the next listen's.
+                        sub.cursor = batch[i].seq - 1;
+                        break;
+                    }
+                    let text = texts[i].get_or_init(|| batch[i].cloud_event()).clone();
+                    want.bytes += text.len();
+                    want.got.push(text);
                 }
-                if want.room() > 0 && !complete {
+                if want.room() > 0 && !want.full() && !complete {
                     again.push(want); // more stored events to look through
                 } else if !want.got.is_empty() {
                     let delivery = deliver(&channel, want.max, want.got);
@@ -1716,5 +1735,25 @@ mod tests {
                 .is_some()
         );
         assert_eq!(kept.by_seq.len(), kept.order.len());
+    }
+
+    #[test]
+    fn a_batch_of_large_events_stops_at_its_byte_bound() {
+        let f = fixture();
+        let sub = f.broker.subscribe("ch", "ann", false, None).expect("sub");
+        let big = "x".repeat(MAX_BATCH_BYTES / 2);
+        for n in 0..3 {
+            f.publish("ch", None, json!({"n": n, "pad": big}));
+        }
+        let ns = |d: Option<Delivery>| -> Vec<Value> {
+            batch_of(&d.expect("ready"))
+                .iter()
+                .map(|v| v["n"].clone())
+                .collect()
+        };
+        let first = f.broker.listen(sub.id, "ann", Some(10)).expect("listen");
+        assert_eq!(ns(first), [json!(0), json!(1)]);
+        let rest = f.broker.listen(sub.id, "ann", Some(10)).expect("listen");
+        assert_eq!(ns(rest), [json!(2)], "the event left out comes next");
     }
 }

@@ -3,7 +3,9 @@
 //! implicit acknowledgement of a whole batch, `ack=explicit` durable
 //! subscribers and `POST /ack/{sub_id}`, queue leases with `_receipt` and
 //! `_deliveries`, `POST /pop/{list}/ack`, ended leases coming back in
-//! place (also after a restart), and every bad input changing nothing.
+//! place (also after a restart), every bad input changing nothing, and
+//! schema 7 (leases) upgrading a schema 6 database with queued messages in
+//! place, and going down again.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 mod common;
@@ -11,6 +13,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use kci_lite::store::{self, migrate};
 use serde_json::{Value, json};
 
 const SOON: Duration = Duration::from_secs(10);
@@ -479,4 +482,59 @@ fn leases_survive_a_restart() {
     );
     let (status, body) = pop_ack(&srv, &user, &list, &json!({"receipt": short["_receipt"]}));
     assert_detail(status, &body, 404, "Receipt not found");
+}
+
+#[test]
+fn schema_7_upgrades_a_schema_6_queue_in_place_and_goes_down_again() {
+    const LEASES: u32 = 7;
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("v6.db");
+    let list = uniq("lease");
+    {
+        // a queue as schema 6 left it, with messages in it
+        let conn = store::open_connection(&db, false).expect("open");
+        migrate::up(&conn, Some(LEASES - 1)).expect("up to 6");
+        for n in 0..3 {
+            conn.execute(
+                "INSERT INTO queue (list, envelope) VALUES (?1, ?2)",
+                rusqlite::params![
+                    list,
+                    json!({"specversion": "1.0", "id": format!("old-{n}"),
+                        "source": "https://api.kernelci.org/", "type": "api.kernelci.org",
+                        "time": "2026-01-01T00:00:00.000000+00:00", "data": {"n": n}})
+                    .to_string()
+                ],
+            )
+            .expect("insert");
+        }
+    }
+    let user = {
+        let srv = TestServer::builder().db(&db).start();
+        let user = srv.make_user(&[]);
+        let leased = pop(&srv, &user, &list, "?ack=explicit&lease=600");
+        assert_eq!(leased["data"], json!({"n": 0}));
+        assert_eq!(leased["_deliveries"], 1, "old rows start at no delivery");
+        assert_eq!(pop(&srv, &user, &list, "")["data"], json!({"n": 1}));
+        user
+    };
+    {
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        assert_eq!(migrate::current(&conn).expect("version"), migrate::latest());
+        // down: the lease columns go, the leased message is available again
+        let reverted = migrate::down(&conn, LEASES - 1).expect("down to 6");
+        assert_eq!(reverted, vec![LEASES]);
+        let left: Vec<String> = conn
+            .prepare("SELECT envelope FROM queue WHERE list = ?1 ORDER BY id")
+            .unwrap()
+            .query_map([&list], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(left.len(), 2, "{left:?}");
+    }
+    let srv = TestServer::builder().db(&db).start();
+    let token = srv.login_token(&user.username, &user.password);
+    let user = TestUser { token, ..user };
+    assert_eq!(pop(&srv, &user, &list, "")["data"], json!({"n": 0}));
+    assert_eq!(pop(&srv, &user, &list, "")["data"], json!({"n": 2}));
 }
