@@ -6,8 +6,9 @@
 //! channel or list, or when a keep-alive is due.
 //!
 //! A subscription may carry conditions on the event data (a [`SubFilter`]),
-//! judged by the query language's one [`Matcher`]; each stored event is
-//! parsed at most once per read, however many subscriptions judge it. A
+//! judged by the query language's one [`Matcher`]; each stored event's
+//! data is parsed once for every subscription and read that judges it
+//! (while a bounded cache keeps it), and only when a filter needs it. A
 //! listen may take a batch of messages; a durable subscriber acknowledges
 //! implicitly (by listening again) or explicitly ([`Broker::acknowledge`]).
 //! A pop may lease its message instead of deleting it: the dispatcher
