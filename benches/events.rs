@@ -14,7 +14,16 @@
 //! 3. timer lag: N running nodes with timeouts a day ahead, then K nodes
 //!    whose timeouts fall within the next 5–15 s; for each, the time from
 //!    its timeout to the arrival of its `updated` (running → done) event
-//!    on channel `node` (so the lag includes the pub/sub delivery).
+//!    on channel `node` (so the lag includes the pub/sub delivery);
+//! 4. the latency workload of 1 with batch consumers: each listener calls
+//!    `/listen?max=100` and takes everything available at once, at the
+//!    points L × R/10 and L × R (or `--batch-points`);
+//! 5. filtered subscriptions: server CPU per 1,000 node events (POST /node
+//!    from 8 threads) with no subscription, with F subscriptions whose
+//!    conditions match 1% of the events, with F whose conditions match
+//!    none, with F promiscuous unfiltered ones and with F subscriptions of
+//!    another user that the owner filter gives nothing; each subscription
+//!    has a listener consuming it.
 //!
 //! It prints figures only; nothing is asserted.
 //!
@@ -22,7 +31,9 @@
 //! cargo bench --bench events -- [--listeners 100] [--rate 1000] [--seconds 10]
 //!                               [--parked 1000] [--pending 100000] [--binary PATH]
 //!                               [--points LxR,LxR,...] [--publishers 8] [--drain 30]
-//!                               [--phases latency,parked,timer]
+//!                               [--batch-points LxR,...] [--filter-subs 100]
+//!                               [--filter-nodes 5000]
+//!                               [--phases latency,parked,timer,batch,filter]
 //! ```
 //!
 //! `--points` replaces the default latency points (L × R/100, L × R/50,
@@ -58,6 +69,15 @@ const DEFAULT_PARKED: usize = 1000;
 const DEFAULT_PENDING: usize = 100_000;
 const DEFAULT_PUBLISHERS: usize = 8;
 const DEFAULT_DRAIN: usize = 30;
+/// Messages one batch consumer asks for per `/listen` (phase 4).
+const BATCH_MAX: usize = 100;
+/// Subscriptions of each kind and node events of phase 5.
+const DEFAULT_FILTER_SUBS: usize = 100;
+const DEFAULT_FILTER_NODES: usize = 5000;
+/// One node in this many matches the filtered subscriptions of phase 5.
+const FILTER_ONE_IN: usize = 100;
+/// Threads creating nodes in phase 5.
+const NODE_WRITERS: usize = 8;
 /// How long a server may take to exit after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections for hello-world throughput and for loading pending nodes.
@@ -457,6 +477,36 @@ impl Server {
         Some(envelope["data"].take())
     }
 
+    /// One `/listen?max=…` (`url` carries it): `None` when the subscription
+    /// is gone (404), else the `data` of each CloudEvent of the batch.
+    fn listen_batch(&self, agent: &ureq::Agent, url: &str, auth: &str) -> Option<Vec<Value>> {
+        let (status, body) = read(
+            "listen?max",
+            agent.get(url).header("Authorization", auth).call(),
+        );
+        if status == 404 {
+            return None;
+        }
+        assert!(status == 200, "listen?max: status {status}: {body}");
+        let batch: Value = serde_json::from_str(&body).expect("listen answers JSON");
+        let items = batch
+            .as_array()
+            .unwrap_or_else(|| panic!("listen?max: not a list: {body}"));
+        Some(
+            items
+                .iter()
+                .map(|message| {
+                    let text = message["data"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("listen?max: no data text in {body}"));
+                    let mut envelope: Value =
+                        serde_json::from_str(text).expect("the listen data is a CloudEvent");
+                    envelope["data"].take()
+                })
+                .collect(),
+        )
+    }
+
     /// SIGTERM, then wait for the clean shutdown (SIGKILL after 30 s).
     fn stop(&mut self) {
         if self.process.stop(STOP_TIMEOUT).is_none() {
@@ -474,6 +524,8 @@ impl Drop for Server {
 // -- 1. publish → listen latency ------------------------------------------------------------
 
 struct LatencyPoint {
+    /// `Some(n)`: the listeners called `/listen?max=n`.
+    batch: Option<usize>,
     listeners: usize,
     rate: usize,
     sent: usize,
@@ -494,9 +546,16 @@ struct LatencyPoint {
     server_threads: u64,
 }
 
-fn latency_point(options: &Options, listeners: usize, rate: usize, ticks: f64) -> LatencyPoint {
+fn latency_point(
+    options: &Options,
+    listeners: usize,
+    rate: usize,
+    batch: Option<usize>,
+    ticks: f64,
+) -> LatencyPoint {
     eprintln!(
-        "latency: {listeners} listeners x {rate} events/s for {} s ...",
+        "latency: {listeners} listeners{} x {rate} events/s for {} s ...",
+        batch.map_or(String::new(), |n| format!(" (listen?max={n})")),
         options.seconds
     );
     let server = Server::start(&options.binary, KEEP_ALIVE_LATENCY);
@@ -520,22 +579,31 @@ fn latency_point(options: &Options, listeners: usize, rate: usize, ticks: f64) -
                     let (server, received, auth) = (&server, &received, &auth);
                     s.spawn(move || {
                         let agent = agent();
-                        let url = server.url(&format!("/listen/{id}"));
+                        let url = match batch {
+                            Some(n) => server.url(&format!("/listen/{id}?max={n}")),
+                            None => server.url(&format!("/listen/{id}")),
+                        };
                         let mut latencies = Vec::new();
                         let mut beeps = 0;
                         let mut last = None;
-                        while let Some(data) = server.listen(&agent, &url, auth) {
+                        let next = |agent: &ureq::Agent| match batch {
+                            Some(_) => server.listen_batch(agent, &url, auth),
+                            None => server.listen(agent, &url, auth).map(|d| vec![d]),
+                        };
+                        while let Some(items) = next(&agent) {
                             let now = unix_us();
-                            if data == "BEEP" {
-                                beeps += 1;
-                                continue;
+                            for data in items {
+                                if data == "BEEP" {
+                                    beeps += 1;
+                                    continue;
+                                }
+                                let t_us = data["t_us"]
+                                    .as_i64()
+                                    .unwrap_or_else(|| panic!("no t_us in {data}"));
+                                latencies.push((now - t_us) as f64 / 1000.0);
+                                last = Some(Instant::now());
+                                received.fetch_add(1, Ordering::Relaxed);
                             }
-                            let t_us = data["t_us"]
-                                .as_i64()
-                                .unwrap_or_else(|| panic!("no t_us in {data}"));
-                            latencies.push((now - t_us) as f64 / 1000.0);
-                            last = Some(Instant::now());
-                            received.fetch_add(1, Ordering::Relaxed);
                         }
                         (latencies, beeps, last)
                     })
@@ -647,6 +715,7 @@ fn latency_point(options: &Options, listeners: usize, rate: usize, ticks: f64) -
         .collect();
     sorted_ms.sort_by(f64::total_cmp);
     let point = LatencyPoint {
+        batch,
         listeners,
         rate,
         sent,
@@ -678,12 +747,18 @@ fn latency_point(options: &Options, listeners: usize, rate: usize, ticks: f64) -
 
 fn print_latency(options: &Options, points: &[LatencyPoint]) {
     println!();
-    println!(
-        "1. publish -> listen latency (channel \"bench\", KEEP_ALIVE_PERIOD={KEEP_ALIVE_LATENCY}, \
-         {} s of publishing, {} publisher threads, then up to {} s to drain; \
-         latency = receive time - send time in the event)",
-        options.seconds, options.publishers, options.drain
-    );
+    match points.first().and_then(|p| p.batch) {
+        None => println!(
+            "1. publish -> listen latency (channel \"bench\", KEEP_ALIVE_PERIOD={KEEP_ALIVE_LATENCY}, \
+             {} s of publishing, {} publisher threads, then up to {} s to drain; \
+             latency = receive time - send time in the event)",
+            options.seconds, options.publishers, options.drain
+        ),
+        Some(n) => println!(
+            "4. publish -> listen latency with batch consumers (each listener calls \
+             /listen?max={n}; otherwise as 1)"
+        ),
+    }
     println!(
         "  {:>9} {:>6} | {:>7} {:>8} {:>8} {:>8} | {:>9} {:>9} {:>6} {:>8} | {:>8} {:>8} {:>8} | {:>6} {:>6} | {:>11}",
         "listeners",
@@ -1200,6 +1275,265 @@ fn print_timer(r: &TimerResult) {
     );
 }
 
+// -- 5. filtered subscriptions ----------------------------------------------------------------
+
+/// What the subscriptions of one filter run ask for.
+#[derive(Clone, Copy, PartialEq)]
+enum FilterKind {
+    /// No subscription at all (the cost of the node events themselves).
+    Nothing,
+    /// Promiscuous, with conditions that 1 event in FILTER_ONE_IN meets.
+    Matching,
+    /// Promiscuous, with conditions that no event meets.
+    MatchingNone,
+    /// Promiscuous, without conditions: every event.
+    Unfiltered,
+    /// Another user's, not promiscuous: the owner filter passes nothing.
+    OwnerFiltered,
+}
+
+impl FilterKind {
+    fn label(self) -> &'static str {
+        match self {
+            FilterKind::Nothing => "no subscription",
+            FilterKind::Matching => "conditions matching 1%",
+            FilterKind::MatchingNone => "conditions matching 0%",
+            FilterKind::Unfiltered => "promiscuous, unfiltered",
+            FilterKind::OwnerFiltered => "owner filter, sees 0%",
+        }
+    }
+}
+
+struct FilterRow {
+    kind: FilterKind,
+    subs: usize,
+    nodes: usize,
+    create_secs: f64,
+    expected: usize,
+    arrived: usize,
+    drained: bool,
+    server_cpu_secs: f64,
+}
+
+/// A second, verified user (invite flow); its access token.
+fn other_user_token(server: &Server, agent: &ureq::Agent) -> String {
+    let username = format!("bench-other-{}", std::process::id());
+    let invite = ok_body(
+        "invite",
+        agent
+            .post(server.url("/user/invite"))
+            .header("Authorization", server.auth())
+            .header("Content-Type", "application/json")
+            .send(
+                json!({"username": username, "email": format!("{username}@example.com"),
+                       "send_email": false, "return_token": true})
+                .to_string(),
+            ),
+    );
+    let invite: Value = serde_json::from_str(&invite).expect("invite answers JSON");
+    ok_body(
+        "accept-invite",
+        agent
+            .post(server.url("/user/accept-invite"))
+            .header("Content-Type", "application/json")
+            .send(json!({"token": invite["token"], "password": PASSWORD}).to_string()),
+    );
+    let body = ok_body(
+        "login",
+        agent
+            .post(server.url("/user/login"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .send(format!("username={username}&password={PASSWORD}")),
+    );
+    let reply: Value = serde_json::from_str(&body).expect("login answers JSON");
+    reply["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access_token in {body}"))
+        .to_string()
+}
+
+fn filter_run(options: &Options, kind: FilterKind, ticks: f64) -> FilterRow {
+    let subs_wanted = if kind == FilterKind::Nothing {
+        0
+    } else {
+        options.filter_subs
+    };
+    eprintln!(
+        "filter: {subs_wanted} subscriptions ({}), {} node events ...",
+        kind.label(),
+        options.filter_nodes
+    );
+    let server = Server::start(&options.binary, KEEP_ALIVE_LATENCY);
+    let control = agent();
+    let auth = match kind {
+        FilterKind::OwnerFiltered => format!("Bearer {}", other_user_token(&server, &control)),
+        _ => server.auth(),
+    };
+    let query = match kind {
+        FilterKind::Matching => "?promisc=true&data.tag=hit",
+        FilterKind::MatchingNone => "?promisc=true&data.tag=none",
+        FilterKind::Unfiltered => "?promisc=true",
+        FilterKind::Nothing | FilterKind::OwnerFiltered => "",
+    };
+    let subs: Vec<u64> = (0..subs_wanted)
+        .map(|_| {
+            let body = ok_body(
+                "subscribe",
+                control
+                    .post(server.url(&format!("/subscribe/node{query}")))
+                    .header("Authorization", &auth)
+                    .send_empty(),
+            );
+            let reply: Value = serde_json::from_str(&body).expect("subscribe answers JSON");
+            reply["id"].as_u64().expect("subscription id")
+        })
+        .collect();
+    let nodes = options.filter_nodes;
+    let hits = nodes.div_ceil(FILTER_ONE_IN);
+    let expected = match kind {
+        FilterKind::Matching => hits * subs.len(),
+        FilterKind::Unfiltered => nodes * subs.len(),
+        FilterKind::Nothing | FilterKind::MatchingNone | FilterKind::OwnerFiltered => 0,
+    };
+    let received = AtomicUsize::new(0);
+    let next = AtomicUsize::new(0);
+    let (meter, create_secs, drained) = thread::scope(|s| {
+        let listeners: Vec<_> = subs
+            .iter()
+            .map(|&id| {
+                let (server, received, auth) = (&server, &received, &auth);
+                s.spawn(move || {
+                    let agent = agent();
+                    let url = server.url(&format!("/listen/{id}"));
+                    while let Some(data) = server.listen(&agent, &url, auth) {
+                        if data != "BEEP" {
+                            received.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(500));
+        let meter = CpuMeter::start(server.pid(), ticks);
+        let started = Instant::now();
+        let writers: Vec<_> = (0..NODE_WRITERS)
+            .map(|_| {
+                let (server, next) = (&server, &next);
+                s.spawn(move || {
+                    let agent = agent();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= nodes {
+                            break;
+                        }
+                        let tag = if i % FILTER_ONE_IN == 0 {
+                            "hit"
+                        } else {
+                            "miss"
+                        };
+                        let name = format!("f{i}");
+                        let body = json!({"kind": "process", "name": name,
+                                          "path": ["bench", name], "data": {"tag": tag, "i": i}});
+                        ok_body(
+                            "POST /node",
+                            agent
+                                .post(server.url("/node"))
+                                .header("Authorization", server.auth())
+                                .header("Content-Type", "application/json")
+                                .send(body.to_string()),
+                        );
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().expect("node writer panicked");
+        }
+        let create_secs = started.elapsed().as_secs_f64();
+        let drain_started = Instant::now();
+        let drain_limit = Duration::from_secs(options.drain as u64);
+        while received.load(Ordering::Relaxed) < expected && drain_started.elapsed() < drain_limit {
+            thread::sleep(Duration::from_millis(10));
+        }
+        // the listens of the runs that expect nothing park on nothing: give
+        // the dispatcher the time to pass the events it judges
+        thread::sleep(Duration::from_millis(200));
+        let drained = received.load(Ordering::Relaxed) >= expected;
+        let cpu_secs = cpu_seconds(&server.pid().to_string(), ticks) - meter.server;
+        for &id in &subs {
+            let _ = read(
+                "unsubscribe",
+                control
+                    .post(server.url(&format!("/unsubscribe/{id}")))
+                    .header("Authorization", &auth)
+                    .send_empty(),
+            );
+        }
+        for l in listeners {
+            l.join().expect("listener panicked");
+        }
+        (cpu_secs, create_secs, drained)
+    });
+    FilterRow {
+        kind,
+        subs: subs.len(),
+        nodes,
+        create_secs,
+        expected,
+        arrived: received.load(Ordering::Relaxed),
+        drained,
+        server_cpu_secs: meter,
+    }
+}
+
+fn print_filter(rows: &[FilterRow]) {
+    println!();
+    println!(
+        "5. filtered subscriptions: server CPU per 1,000 node events (POST /node from \
+         {NODE_WRITERS} threads; each subscription on channel \"node\" has a listener \
+         consuming it; CPU from /proc/<pid>/stat, from the first POST to the last delivery)"
+    );
+    println!(
+        "  {:<26} {:>5} {:>6} {:>8} {:>9} {:>9} | {:>14} {:>22}",
+        "subscriptions",
+        "subs",
+        "nodes",
+        "POST s",
+        "expected",
+        "arrived",
+        "CPU ms/1k ev",
+        "extra ms/1k ev per sub"
+    );
+    let base = rows
+        .iter()
+        .find(|r| r.kind == FilterKind::Nothing)
+        .map(|r| 1000.0 * r.server_cpu_secs / r.nodes as f64 * 1000.0);
+    for r in rows {
+        let per_k = 1000.0 * r.server_cpu_secs / r.nodes as f64 * 1000.0;
+        let extra = match (base, r.subs) {
+            (Some(b), n) if n > 0 => format!("{:.3}", (per_k - b) / n as f64),
+            _ => "-".into(),
+        };
+        println!(
+            "  {:<26} {:>5} {:>6} {:>8.1} {:>9} {:>9} | {:>14.1} {:>22}{}",
+            r.kind.label(),
+            r.subs,
+            r.nodes,
+            r.create_secs,
+            r.expected,
+            r.arrived,
+            per_k,
+            extra,
+            if r.drained { "" } else { "  (not drained)" }
+        );
+    }
+    println!(
+        "  (CPU ms/1k ev = server CPU milliseconds per 1,000 node events, node creation \
+         included; extra = the difference to \"no subscription\" divided by the number of \
+         subscriptions)"
+    );
+}
+
 // -- main -----------------------------------------------------------------------------------
 
 struct Options {
@@ -1213,12 +1547,16 @@ struct Options {
     publishers: usize,
     drain: usize,
     phases: Vec<String>,
+    batch_points: Option<Vec<(usize, usize)>>,
+    filter_subs: usize,
+    filter_nodes: usize,
 }
 
 const USAGE: &str = "usage: cargo bench --bench events -- [--listeners L] [--rate R] \
                      [--seconds S] [--parked P] [--pending N] [--binary PATH] \
                      [--points LxR,...] [--publishers T] [--drain SECS] \
-                     [--phases latency,parked,timer]";
+                     [--batch-points LxR,...] [--filter-subs F] [--filter-nodes N] \
+                     [--phases latency,parked,timer,batch,filter]";
 
 fn parse_args() -> Options {
     let mut options = Options {
@@ -1231,7 +1569,12 @@ fn parse_args() -> Options {
         points: None,
         publishers: DEFAULT_PUBLISHERS,
         drain: DEFAULT_DRAIN,
-        phases: vec!["latency".into(), "parked".into(), "timer".into()],
+        phases: ["latency", "parked", "timer", "batch", "filter"]
+            .map(String::from)
+            .to_vec(),
+        batch_points: None,
+        filter_subs: DEFAULT_FILTER_SUBS,
+        filter_nodes: DEFAULT_FILTER_NODES,
     };
     let mut args = std::env::args().skip(1);
     let fail = |message: String| -> ! {
@@ -1260,22 +1603,28 @@ fn parse_args() -> Options {
             "--publishers" => options.publishers = number(&arg, &value(&arg)),
             "--drain" => options.drain = number(&arg, &value(&arg)),
             "--binary" => options.binary = PathBuf::from(value(&arg)),
-            "--points" => {
+            "--points" | "--batch-points" => {
                 let text = value(&arg);
                 let points = text
                     .split(',')
                     .map(|p| match p.split_once('x') {
-                        Some((l, r)) => (number("--points", l), number("--points", r)),
-                        None => fail(format!("--points: not LxR: {p}")),
+                        Some((l, r)) => (number(&arg, l), number(&arg, r)),
+                        None => fail(format!("{arg}: not LxR: {p}")),
                     })
                     .collect();
-                options.points = Some(points);
+                if arg == "--points" {
+                    options.points = Some(points);
+                } else {
+                    options.batch_points = Some(points);
+                }
             }
+            "--filter-subs" => options.filter_subs = number(&arg, &value(&arg)),
+            "--filter-nodes" => options.filter_nodes = number(&arg, &value(&arg)),
             "--phases" => {
                 let text = value(&arg);
                 options.phases = text.split(',').map(str::to_string).collect();
                 for p in &options.phases {
-                    if !["latency", "parked", "timer"].contains(&p.as_str()) {
+                    if !["latency", "parked", "timer", "batch", "filter"].contains(&p.as_str()) {
                         fail(format!("--phases: unknown phase {p}"));
                     }
                 }
@@ -1328,13 +1677,39 @@ fn main() {
     let latency: Vec<LatencyPoint> = if phase("latency") {
         points
             .iter()
-            .map(|&(l, r)| latency_point(&options, l, r, ticks))
+            .map(|&(l, r)| latency_point(&options, l, r, None, ticks))
             .collect()
     } else {
         Vec::new()
     };
     let parked = phase("parked").then(|| parked_phase(&options));
     let timer = phase("timer").then(|| timer_phase(&options, ticks));
+    let batch_points = options.batch_points.clone().unwrap_or_else(|| {
+        let (l, r) = (options.listeners, options.rate);
+        vec![(l, (r / 10).max(1)), (l, r)]
+    });
+    let batched: Vec<LatencyPoint> = if phase("batch") {
+        batch_points
+            .iter()
+            .map(|&(l, r)| latency_point(&options, l, r, Some(BATCH_MAX), ticks))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let filtered: Vec<FilterRow> = if phase("filter") {
+        [
+            FilterKind::Nothing,
+            FilterKind::Matching,
+            FilterKind::MatchingNone,
+            FilterKind::Unfiltered,
+            FilterKind::OwnerFiltered,
+        ]
+        .into_iter()
+        .map(|kind| filter_run(&options, kind, ticks))
+        .collect()
+    } else {
+        Vec::new()
+    };
 
     if !latency.is_empty() {
         print_latency(&options, &latency);
@@ -1344,6 +1719,12 @@ fn main() {
     }
     if let Some(r) = &timer {
         print_timer(r);
+    }
+    if !batched.is_empty() {
+        print_latency(&options, &batched);
+    }
+    if !filtered.is_empty() {
+        print_filter(&filtered);
     }
     println!();
     println!(

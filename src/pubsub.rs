@@ -5,6 +5,15 @@
 //! answers parked requests when the writer reports a commit on their
 //! channel or list, or when a keep-alive is due.
 //!
+//! A subscription may carry conditions on the event data (a [`SubFilter`]),
+//! judged by the query language's one [`Matcher`]; each stored event's
+//! data is parsed once for every subscription and read that judges it
+//! (while a bounded cache keeps it), and only when a filter needs it. A
+//! listen may take a batch of messages; a durable subscriber acknowledges
+//! implicitly (by listening again) or explicitly ([`Broker::acknowledge`]).
+//! A pop may lease its message instead of deleting it: the dispatcher
+//! also wakes when a lease ends, to give the message back to its list.
+//!
 //! The broker knows nothing of HTTP: a parked request is an opaque
 //! [`Answer`], called once with its [`Delivery`]; it must return at once
 //! (the server hands the write to a thread of its own), so no client can
@@ -16,9 +25,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, select};
-use serde_json::{Map, json};
+use serde_json::{Map, Value, json};
 
 use crate::model::event;
+use crate::query::{Filter, Matcher};
 use crate::store::events::{self, ChannelEvent};
 use crate::store::{Notice, Store, StoreError, queues, subscribers};
 use crate::timestamp::{self, Clock, Timestamp};
@@ -34,6 +44,101 @@ const FIRST_READ: i64 = 16;
 const READ_LIMIT: i64 = 512;
 /// How often the dispatcher looks for stale subscriptions.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// Most messages one batch listen may ask for (`/listen?max=`).
+pub const MAX_BATCH: usize = 1000;
+/// A batch listen takes no further message once the CloudEvent texts it
+/// holds reach this many bytes (the rest come with the next listen), so
+/// that a batch of large events cannot grow to `MAX_BATCH` times the body
+/// limit.
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Bytes of random token in a lease receipt (hex-encoded).
+const RECEIPT_TOKEN_BYTES: usize = 16;
+
+/// Conditions on the `data` of the events a subscription gets: the query
+/// language's filter, compiled once at subscribe, with the conditions as
+/// the client gave them (key and decoded value, in first-appearance order).
+pub struct SubFilter {
+    /// The conditions as given, each key once (its last value).
+    pub given: Vec<(String, String)>,
+    matcher: Matcher,
+}
+
+impl SubFilter {
+    /// Compiles `filter`; `given` is what the subscriber is shown back.
+    pub fn new(given: Vec<(String, String)>, filter: &Filter) -> SubFilter {
+        SubFilter {
+            given,
+            matcher: Matcher::new(filter),
+        }
+    }
+
+    /// Whether event data `doc` (parsed once by the caller; `None` when it
+    /// does not parse) satisfies the conditions: only an object can.
+    pub fn matches(&self, doc: Option<&Value>) -> bool {
+        doc.is_some_and(|d| d.is_object() && self.matcher.matches(d))
+    }
+}
+
+impl std::fmt::Debug for SubFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubFilter")
+            .field("given", &self.given)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The parsed data of recently judged stored events, by sequence number:
+/// listeners that read the same events one by one (each `/listen` on its
+/// own worker) share one parse of each. Bounded by the size of the texts
+/// it holds; a larger event is parsed for each read instead.
+#[derive(Default)]
+struct ParsedData {
+    by_seq: HashMap<i64, Arc<Option<Value>>>,
+    /// Sequence numbers and text sizes, oldest first (eviction order).
+    order: std::collections::VecDeque<(i64, usize)>,
+    bytes: usize,
+}
+
+/// Most bytes of event data text whose parse [`ParsedData`] keeps.
+const PARSED_KEEP_BYTES: usize = 8 * 1024 * 1024;
+/// Events with a larger data text are not kept parsed.
+const PARSED_MAX_EVENT_BYTES: usize = 256 * 1024;
+
+impl ParsedData {
+    fn get(&self, seq: i64) -> Option<Arc<Option<Value>>> {
+        self.by_seq.get(&seq).cloned()
+    }
+
+    fn keep(&mut self, seq: i64, size: usize, doc: &Arc<Option<Value>>) {
+        if size > PARSED_MAX_EVENT_BYTES || self.by_seq.contains_key(&seq) {
+            return;
+        }
+        while self.bytes + size > PARSED_KEEP_BYTES {
+            let Some((old, old_size)) = self.order.pop_front() else {
+                break;
+            };
+            self.by_seq.remove(&old);
+            self.bytes -= old_size;
+        }
+        self.by_seq.insert(seq, Arc::clone(doc));
+        self.order.push_back((seq, size));
+        self.bytes += size;
+    }
+}
+
+/// How a new subscription is made (besides its channel and user).
+#[derive(Clone, Debug, Default)]
+pub struct SubscribeOptions {
+    /// See every event of the channel, not only the user's and unowned ones.
+    pub promiscuous: bool,
+    /// Durable subscriber id, if any.
+    pub subscriber_id: Option<String>,
+    /// Conditions on the event data, if any.
+    pub filter: Option<Arc<SubFilter>>,
+    /// The saved position moves only on [`Broker::acknowledge`] (needs a
+    /// `subscriber_id`), not at each listen.
+    pub explicit: bool,
+}
 
 /// A live subscription.
 #[derive(Clone, Debug)]
@@ -48,9 +153,14 @@ pub struct Subscription {
     pub last_poll: Option<Timestamp>,
     /// Durable subscriber id, if any.
     pub subscriber_id: Option<String>,
+    /// Conditions on the event data, if any.
+    pub filter: Option<Arc<SubFilter>>,
+    /// Acknowledged only by [`Broker::acknowledge`].
+    pub explicit: bool,
     /// Highest sequence number delivered or passed over.
     cursor: i64,
-    /// Highest sequence number acknowledged (the cursor at the last listen).
+    /// Highest sequence number acknowledged (the cursor at the last listen,
+    /// or the last explicit acknowledgement).
     acked: i64,
     /// When the next `BEEP` is due; never without keep-alives.
     next_beep: Option<Instant>,
@@ -59,24 +169,43 @@ pub struct Subscription {
 
 impl Subscription {
     /// Whether this subscription gets `event`: every event of its channel
-    /// when promiscuous, else unowned events and its user's own.
-    pub fn sees(&self, event: &ChannelEvent) -> bool {
-        self.promiscuous || event.owner.as_ref().is_none_or(|o| *o == self.user)
+    /// when promiscuous, else unowned events and its user's own; with
+    /// conditions, only those whose data satisfies them. `data` gives the
+    /// event's parsed data (`None`: not JSON); it is called only when a
+    /// filter needs it, after the owner filter passed the event.
+    pub fn sees<'a>(&self, event: &ChannelEvent, data: impl FnOnce() -> Option<&'a Value>) -> bool {
+        let owner_ok = self.promiscuous || event.owner.as_ref().is_none_or(|o| *o == self.user);
+        owner_ok && self.filter.as_ref().is_none_or(|f| f.matches(data()))
     }
 
     /// Moves the cursor over `batch` — the channel's events in sequence
     /// order, none missing from some point at or before the cursor up to
-    /// `reached` — and returns the position in `batch` of the first event
-    /// it sees, if any.
-    fn advance(&mut self, batch: &[ChannelEvent], reached: i64) -> Option<usize> {
-        let next = batch
-            .iter()
-            .position(|e| e.seq > self.cursor && self.sees(e));
-        self.cursor = match next {
-            Some(i) => batch[i].seq,
-            None => self.cursor.max(reached),
-        };
-        next
+    /// `reached` — and returns the positions in `batch` of the first `max`
+    /// events it sees (`data(i)`: the parsed data of `batch[i]`). The
+    /// cursor stops at the last event taken when `max` are taken before the
+    /// end; otherwise it passes everything read.
+    fn advance<'a>(
+        &mut self,
+        batch: &[ChannelEvent],
+        data: &dyn Fn(usize) -> Option<&'a Value>,
+        reached: i64,
+        max: usize,
+    ) -> Vec<usize> {
+        let mut taken = Vec::new();
+        for (i, event) in batch.iter().enumerate() {
+            if event.seq <= self.cursor {
+                continue;
+            }
+            if taken.len() == max {
+                return taken;
+            }
+            if self.sees(event, || data(i)) {
+                taken.push(i);
+                self.cursor = event.seq;
+            }
+        }
+        self.cursor = self.cursor.max(reached);
+        taken
     }
 
     fn beep_due(&self, now: Instant) -> bool {
@@ -90,6 +219,12 @@ pub enum Delivery {
     /// A message on `channel`: a stored event, or the keep-alive `BEEP`
     /// (CloudEvent text, `_sequence_id` included for stored events).
     Message { channel: String, envelope: String },
+    /// The messages on `channel` a batch listen gets, in order (one to its
+    /// `max`; a `BEEP` only alone).
+    Batch {
+        channel: String,
+        envelopes: Vec<String>,
+    },
     /// The oldest message of a push list (its envelope text).
     Popped(String),
     /// The request cannot be answered with a message.
@@ -120,6 +255,29 @@ impl From<StoreError> for BrokerError {
     }
 }
 
+/// Why an explicit acknowledgement was refused (nothing changed).
+#[derive(Clone, Debug, PartialEq)]
+pub enum AckError {
+    /// The subscription is unknown, another user's, or the store failed.
+    Broker(BrokerError),
+    /// The subscription does not acknowledge explicitly.
+    NotExplicit(u64),
+    /// `seq` is past what the subscription delivered or skipped (`passed`).
+    Beyond { seq: i64, passed: i64 },
+}
+
+impl From<BrokerError> for AckError {
+    fn from(err: BrokerError) -> AckError {
+        AckError::Broker(err)
+    }
+}
+
+impl From<StoreError> for AckError {
+    fn from(err: StoreError) -> AckError {
+        AckError::Broker(BrokerError::Store(err))
+    }
+}
+
 /// Called once with what a parked request gets; must not block.
 pub type Answer = Box<dyn FnOnce(Delivery) + Send>;
 
@@ -138,14 +296,33 @@ pub struct BrokerConfig {
 }
 
 enum Parked {
-    Listen { sub: u64, answer: Answer },
-    Pop { list: String, answer: Answer },
+    /// `max`: a batch listen of at most that many messages.
+    Listen {
+        sub: u64,
+        max: Option<usize>,
+        answer: Answer,
+    },
+    /// `lease`: leased (hidden for that long), not deleted.
+    Pop {
+        list: String,
+        lease: Option<Duration>,
+        answer: Answer,
+    },
+}
+
+impl Parked {
+    fn answer(self, delivery: Delivery) {
+        let (Parked::Listen { answer, .. } | Parked::Pop { answer, .. }) = self;
+        answer(delivery);
+    }
 }
 
 enum Command {
     Park(Parked),
     /// A subscription was removed: its parked listens end.
     Removed(u64),
+    /// A lease was taken: the dispatcher's next wake-up may be sooner.
+    Leased,
     Stop,
 }
 
@@ -157,6 +334,11 @@ pub struct Broker {
     config: BrokerConfig,
     clock: Arc<dyn Clock>,
     dispatcher: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// No lease ends before this (milliseconds since the epoch); `None`:
+    /// no lease holds. Never later than the earliest lease's end.
+    lease_due: Mutex<Option<i64>>,
+    /// Event data parsed for conditions, shared by all reads.
+    parsed: Mutex<ParsedData>,
 }
 
 impl Broker {
@@ -174,6 +356,8 @@ impl Broker {
             config,
             clock,
             dispatcher: Mutex::new(None),
+            lease_due: Mutex::new(None),
+            parsed: Mutex::new(ParsedData::default()),
         };
         (broker, command_rx)
     }
@@ -186,6 +370,8 @@ impl Broker {
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Broker>, StoreError> {
         let (broker, command_rx) = Broker::new(store, config, clock);
+        // Leases taken before a restart still end, and wake the dispatcher.
+        *broker.due_lock() = broker.store.read(queues::next_lease_end)?;
         let broker = Arc::new(broker);
         let me = Arc::clone(&broker);
         let handle = std::thread::Builder::new()
@@ -212,6 +398,29 @@ impl Broker {
         self.subs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The parsed data of `event` (`None` inside: not JSON), parsed once
+    /// for every subscription and read that judges it while it is kept.
+    fn parsed_data(&self, event: &ChannelEvent) -> Arc<Option<Value>> {
+        let lock = || self.parsed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(doc) = lock().get(event.seq) {
+            return doc;
+        }
+        // Parsed outside the lock: a rare second parse by a concurrent read
+        // costs less than making every read wait for this one.
+        let doc = Arc::new(serde_json::from_str(&event.data).ok());
+        lock().keep(event.seq, event.data.len(), &doc);
+        doc
+    }
+
+    fn due_lock(&self) -> MutexGuard<'_, Option<i64>> {
+        self.lease_due.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wall-clock now in milliseconds since the epoch (lease times).
+    fn now_ms(&self) -> i64 {
+        self.clock.now().and_utc().timestamp_millis()
+    }
+
     fn oldest(&self) -> Timestamp {
         self.clock.now() - timestamp::span_secs(self.config.history_ttl_secs)
     }
@@ -226,6 +435,29 @@ impl Broker {
         promiscuous: bool,
         subscriber_id: Option<String>,
     ) -> Result<Subscription, BrokerError> {
+        let options = SubscribeOptions {
+            promiscuous,
+            subscriber_id,
+            ..SubscribeOptions::default()
+        };
+        self.subscribe_with(channel, user, options)
+    }
+
+    /// Subscribes `user` to `channel` as `options` say (see
+    /// [`Broker::subscribe`]); conditions and the acknowledgement mode are
+    /// those of this subscribe, whatever a durable subscriber used before.
+    pub fn subscribe_with(
+        &self,
+        channel: &str,
+        user: &str,
+        options: SubscribeOptions,
+    ) -> Result<Subscription, BrokerError> {
+        let SubscribeOptions {
+            promiscuous,
+            subscriber_id,
+            filter,
+            explicit,
+        } = options;
         let (channel_name, username, sid) =
             (channel.to_string(), user.to_string(), subscriber_id.clone());
         let (id, position) = self.store.write(move |c, _| {
@@ -256,6 +488,8 @@ impl Broker {
             created: self.clock.now(),
             last_poll: None,
             subscriber_id,
+            filter,
+            explicit,
             cursor: position,
             acked: position,
             next_beep: self.next_beep(self.clock.instant()),
@@ -303,61 +537,150 @@ impl Broker {
     }
 
     /// Starts a listen: acknowledges what the previous one delivered
-    /// (durable subscribers save it), then gives the next message if one
-    /// is ready; `None` means "park me" ([`Broker::park_listen`]).
-    pub fn listen(&self, id: u64, user: &str) -> Result<Option<Delivery>, BrokerError> {
+    /// (durable subscribers save it, unless they acknowledge explicitly),
+    /// then gives the next message — or with `max`, a batch of up to that
+    /// many — if one is ready; `None` means "park me"
+    /// ([`Broker::park_listen`]).
+    pub fn listen(
+        &self,
+        id: u64,
+        user: &str,
+        max: Option<usize>,
+    ) -> Result<Option<Delivery>, BrokerError> {
         self.owned(id, user)?;
         let ack = {
             let mut subs = self.lock();
             let sub = subs.get_mut(&id).ok_or(BrokerError::NotFound(id))?;
             sub.last_poll = Some(self.clock.now());
             sub.last_poll_at = Some(self.clock.instant());
-            let changed = sub.cursor > sub.acked;
-            sub.acked = sub.cursor;
-            match (&sub.subscriber_id, changed) {
-                (Some(sid), true) => Some((sid.clone(), sub.acked)),
-                _ => None,
+            if sub.explicit {
+                None
+            } else {
+                let changed = sub.cursor > sub.acked;
+                sub.acked = sub.cursor;
+                match (&sub.subscriber_id, changed) {
+                    (Some(sid), true) => Some((sid.clone(), sub.acked)),
+                    _ => None,
+                }
             }
         };
         if let Some((sid, position)) = ack {
             self.store
                 .write(move |c, _| subscribers::acknowledge(c, &sid, position))?;
         }
-        let mut answers = self.next_messages(vec![id])?;
+        let mut answers = self.next_messages(vec![(id, max)])?;
         match answers.pop() {
             Some((_, delivery)) => Ok(delivery),
             None => Err(BrokerError::NotFound(id)),
         }
     }
 
-    /// The next message for each of `ids` (all on one channel, or gone):
-    /// a stored event it sees, a `BEEP` when its keep-alive is due, or
-    /// `None`. This is the one delivery rule, for one listener or many:
-    /// one read of the channel serves them all.
-    fn next_messages(&self, ids: Vec<u64>) -> Result<Vec<(u64, Option<Delivery>)>, StoreError> {
-        let mut limit = if ids.len() == 1 { 1 } else { FIRST_READ };
-        let mut done = Vec::with_capacity(ids.len());
-        let mut waiting = ids;
+    /// Acknowledges, for an explicit durable subscriber, every stored event
+    /// up to and including `seq`: its saved position moves there (never
+    /// back), durably before this returns.
+    pub fn acknowledge(&self, id: u64, user: &str, seq: i64) -> Result<(), AckError> {
+        let sub = self.owned(id, user)?;
+        let Some(sid) = sub.subscriber_id.filter(|_| sub.explicit) else {
+            return Err(AckError::NotExplicit(id));
+        };
+        if seq > sub.cursor {
+            return Err(AckError::Beyond {
+                seq,
+                passed: sub.cursor,
+            });
+        }
+        if seq <= sub.acked {
+            return Ok(());
+        }
+        self.store
+            .write(move |c, _| subscribers::acknowledge(c, &sid, seq))?;
+        if let Some(sub) = self.lock().get_mut(&id) {
+            sub.acked = sub.acked.max(seq);
+        }
+        Ok(())
+    }
+
+    /// The next message for each of `wants` (subscription ids, all on one
+    /// channel or gone, each with the batch size it asked for, if any): the
+    /// stored events it sees (one, or up to its `max`), a `BEEP` when its
+    /// keep-alive is due and nothing else is, or `None`. This is the one
+    /// delivery rule, for one listener or many: one read of the channel
+    /// serves them all, and each event's data is parsed at most once for
+    /// all their conditions.
+    fn next_messages(
+        &self,
+        wants: Vec<(u64, Option<usize>)>,
+    ) -> Result<Vec<(u64, Option<Delivery>)>, StoreError> {
+        struct Want {
+            id: u64,
+            max: Option<usize>,
+            got: Vec<String>,
+            bytes: usize,
+        }
+        impl Want {
+            fn room(&self) -> usize {
+                self.max.unwrap_or(1).clamp(1, MAX_BATCH) - self.got.len()
+            }
+            /// A batch holds at least one message, and no more once its
+            /// texts reach [`MAX_BATCH_BYTES`].
+            fn full(&self) -> bool {
+                self.bytes >= MAX_BATCH_BYTES
+            }
+        }
+        let most = wants
+            .iter()
+            .map(|(_, max)| max.unwrap_or(1))
+            .max()
+            .unwrap_or(1);
+        // One listener without conditions is most often one event behind;
+        // with conditions it usually passes several before it finds one.
+        let filtered = {
+            let subs = self.lock();
+            wants
+                .iter()
+                .any(|(id, _)| subs.get(id).is_some_and(|s| s.filter.is_some()))
+        };
+        let first = if wants.len() == 1 && !filtered {
+            1
+        } else {
+            FIRST_READ
+        };
+        let mut limit = i64::try_from(most)
+            .unwrap_or(READ_LIMIT)
+            .clamp(first, READ_LIMIT);
+        let mut done = Vec::with_capacity(wants.len());
+        let mut waiting: Vec<Want> = wants
+            .into_iter()
+            .map(|(id, max)| Want {
+                id,
+                max,
+                got: Vec::new(),
+                bytes: 0,
+            })
+            .collect();
+        let mut channel = None;
         while !waiting.is_empty() {
-            let (channel, from) = {
+            let from = {
                 let subs = self.lock();
-                let mut channel = None;
                 let mut from = i64::MAX;
-                waiting.retain(|id| match subs.get(id) {
+                waiting.retain(|w| match subs.get(&w.id) {
                     Some(s) => {
                         channel.get_or_insert_with(|| s.channel.clone());
                         from = from.min(s.cursor);
                         true
                     }
                     None => {
-                        done.push((*id, Some(Delivery::Failed(BrokerError::NotFound(*id)))));
+                        done.push((w.id, Some(Delivery::Failed(BrokerError::NotFound(w.id)))));
                         false
                     }
                 });
-                match channel {
-                    Some(channel) => (channel, from),
-                    None => break,
+                if waiting.is_empty() {
+                    break;
                 }
+                from
+            };
+            let Some(channel) = channel.clone() else {
+                break;
             };
             let oldest = self.oldest();
             let (upto, batch) = self.store.read(|c| {
@@ -371,32 +694,51 @@ impl Broker {
                 Some(last) if !complete => last.seq,
                 _ => upto,
             };
+            // Built once per event, however many listeners get or judge it.
             let texts: Vec<OnceCell<String>> = batch.iter().map(|_| OnceCell::new()).collect();
+            let docs: Vec<OnceCell<Arc<Option<Value>>>> =
+                batch.iter().map(|_| OnceCell::new()).collect();
+            let data = |i: usize| {
+                docs[i]
+                    .get_or_init(|| self.parsed_data(&batch[i]))
+                    .as_ref()
+                    .as_ref()
+            };
             let now = self.clock.instant();
             let mut subs = self.lock();
             let mut again = Vec::new();
-            for id in waiting {
-                let Some(sub) = subs.get_mut(&id) else {
-                    done.push((id, Some(Delivery::Failed(BrokerError::NotFound(id)))));
+            for mut want in waiting {
+                let Some(sub) = subs.get_mut(&want.id) else {
+                    done.push((
+                        want.id,
+                        Some(Delivery::Failed(BrokerError::NotFound(want.id))),
+                    ));
                     continue;
                 };
-                if let Some(i) = sub.advance(&batch, reached) {
-                    // Built once per event, however many listeners get it.
-                    let envelope = texts[i].get_or_init(|| batch[i].cloud_event()).clone();
-                    done.push((
-                        id,
-                        Some(Delivery::Message {
-                            channel: channel.clone(),
-                            envelope,
-                        }),
-                    ));
-                } else if !complete {
-                    again.push(id); // more stored events to look through
+                for i in sub.advance(&batch, &data, reached, want.room()) {
+                    if want.full() {
+                        // Over the byte bound: this event and those after
+                        // it are the next listen's.
+                        sub.cursor = batch[i].seq - 1;
+                        break;
+                    }
+                    let text = texts[i].get_or_init(|| batch[i].cloud_event()).clone();
+                    want.bytes += text.len();
+                    want.got.push(text);
+                }
+                if want.room() > 0 && !want.full() && !complete {
+                    again.push(want); // more stored events to look through
+                } else if !want.got.is_empty() {
+                    let delivery = deliver(&channel, want.max, want.got);
+                    done.push((want.id, Some(delivery)));
                 } else if sub.beep_due(now) {
                     sub.next_beep = self.next_beep(now);
-                    done.push((id, Some(self.beep(&channel))));
+                    done.push((
+                        want.id,
+                        Some(deliver(&channel, want.max, vec![self.beep()])),
+                    ));
                 } else {
-                    done.push((id, None));
+                    done.push((want.id, None));
                 }
             }
             waiting = again;
@@ -409,43 +751,110 @@ impl Broker {
         self.config.keep_alive.map(|period| now + period)
     }
 
-    fn beep(&self, channel: &str) -> Delivery {
-        let env = event::envelope(
+    /// The text of a keep-alive `BEEP`.
+    fn beep(&self) -> String {
+        event::envelope(
             &self.config.source,
             event::DEFAULT_TYPE,
             json!("BEEP"),
             Map::new(),
-        );
-        Delivery::Message {
-            channel: channel.to_string(),
-            envelope: env.to_string(),
-        }
+        )
+        .to_string()
     }
 
-    /// Parks a listen until a message is ready; `answer` gets it.
-    pub fn park_listen(&self, sub: u64, answer: Answer) {
-        self.park(Parked::Listen { sub, answer });
+    /// Parks a listen (of one message, or a batch of up to `max`) until a
+    /// message is ready; `answer` gets it.
+    pub fn park_listen(&self, sub: u64, max: Option<usize>, answer: Answer) {
+        self.park(Parked::Listen { sub, max, answer });
     }
 
-    /// Parks a pop until a message is pushed to `list`; `answer` gets it.
-    pub fn park_pop(&self, list: String, answer: Answer) {
-        self.park(Parked::Pop { list, answer });
+    /// Parks a pop (leasing for `lease`, if given) until a message of
+    /// `list` is available; `answer` gets it.
+    pub fn park_pop(&self, list: String, lease: Option<Duration>, answer: Answer) {
+        self.park(Parked::Pop {
+            list,
+            lease,
+            answer,
+        });
     }
 
     fn park(&self, parked: Parked) {
         if let Err(err) = self.commands.send(Command::Park(parked))
-            && let Command::Park(Parked::Listen { answer, .. } | Parked::Pop { answer, .. }) =
-                err.into_inner()
+            && let Command::Park(p) = err.into_inner()
         {
             // The dispatcher is gone: end the request rather than drop it.
-            answer(Delivery::Failed(BrokerError::ShuttingDown));
+            p.answer(Delivery::Failed(BrokerError::ShuttingDown));
         }
     }
 
-    /// Pops the oldest message of `list` (its envelope text).
-    pub fn pop(&self, list: &str) -> Result<Option<String>, BrokerError> {
+    /// Takes the oldest available message of `list` (its envelope text):
+    /// deletes it, or with `lease` hides it for that long and adds its
+    /// `_receipt` and `_deliveries` (see [`Broker::acknowledge_receipt`]).
+    pub fn pop(&self, list: &str, lease: Option<Duration>) -> Result<Option<String>, BrokerError> {
         let list = list.to_string();
-        Ok(self.store.write(move |c, _| queues::pop(c, &list))?)
+        let now_ms = self.now_ms();
+        let Some(lease) = lease else {
+            return Ok(self
+                .store
+                .write(move |c, _| queues::pop(c, &list, now_ms))?);
+        };
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let until_ms = now_ms.saturating_add(lease_ms.max(1));
+        let token = receipt_token();
+        let leased = self
+            .store
+            .write(move |c, _| queues::lease(c, &list, now_ms, until_ms, &token))?;
+        if leased.is_some() {
+            let mut due = self.due_lock();
+            if due.is_none_or(|d| until_ms < d) {
+                *due = Some(until_ms);
+                drop(due);
+                let _ = self.commands.send(Command::Leased);
+            }
+        }
+        Ok(leased)
+    }
+
+    /// Acknowledges the leased message of `list` whose receipt is
+    /// `receipt`, deleting it; `false`: no lease of `list` holds with that
+    /// receipt (unknown, acknowledged or ended), and nothing changed.
+    pub fn acknowledge_receipt(&self, list: &str, receipt: &str) -> Result<bool, BrokerError> {
+        let (list, receipt) = (list.to_string(), receipt.to_string());
+        let now_ms = self.now_ms();
+        Ok(self
+            .store
+            .write(move |c, _| queues::acknowledge(c, &list, &receipt, now_ms))?)
+    }
+
+    /// Gives back to their lists the messages whose leases have ended (the
+    /// commit's notices wake the poppers waiting on them), and notes when
+    /// the next lease ends.
+    fn release_leases(&self) {
+        let now_ms = self.now_ms();
+        if self.due_lock().is_none_or(|d| d > now_ms) {
+            return;
+        }
+        // Leases taken from here on lower `lease_due` again themselves.
+        *self.due_lock() = None;
+        let next = self.store.write(move |c, out| {
+            queues::release_ended(c, out, now_ms)?;
+            queues::next_lease_end(c)
+        });
+        let mut due = self.due_lock();
+        match next {
+            Ok(next) => {
+                *due = match (*due, next) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+            Err(err) => {
+                // Retried at the next sweep, not in a busy loop.
+                eprintln!("kci-lite: releasing ended leases failed: {err}");
+                let retry = i64::try_from(SWEEP_EVERY.as_millis()).unwrap_or(i64::MAX);
+                *due = Some(due.unwrap_or(i64::MAX).min(now_ms.saturating_add(retry)));
+            }
+        }
     }
 
     fn dispatch(&self, notices: &Receiver<Vec<Notice>>, commands: &Receiver<Command>) {
@@ -463,10 +872,12 @@ impl Broker {
                 recv(commands) -> command => match command {
                     Ok(Command::Park(p)) => parked = self.answer_ready(parked, vec![p]),
                     Ok(Command::Removed(id)) => parked = self.removed(parked, id),
+                    Ok(Command::Leased) => {}
                     Ok(Command::Stop) | Err(_) => break,
                 },
                 default(wait) => parked = self.keep_alive(parked),
             }
+            self.release_leases();
             let now = self.clock.instant();
             if now.saturating_duration_since(last_sweep) >= SWEEP_EVERY {
                 self.sweep_stale(&parked, now);
@@ -474,16 +885,21 @@ impl Broker {
             }
         }
         for p in parked {
-            let (Parked::Listen { answer, .. } | Parked::Pop { answer, .. }) = p;
-            answer(Delivery::Failed(BrokerError::ShuttingDown));
+            p.answer(Delivery::Failed(BrokerError::ShuttingDown));
         }
     }
 
     /// When the dispatcher must next wake up without a commit: the
-    /// earliest keep-alive of a parked listen, or the next sweep.
+    /// earliest keep-alive of a parked listen, the end of the next lease,
+    /// or the next sweep.
     fn next_deadline(&self, parked: &[Parked]) -> Instant {
+        let now = self.clock.instant();
+        let mut deadline = now + SWEEP_EVERY;
+        if let Some(due) = *self.due_lock() {
+            let ms = u64::try_from(due.saturating_sub(self.now_ms())).unwrap_or(0);
+            deadline = deadline.min(now + Duration::from_millis(ms));
+        }
         let subs = self.lock();
-        let mut deadline = self.clock.instant() + SWEEP_EVERY;
         for p in parked {
             if let Parked::Listen { sub, .. } = p
                 && let Some(due) = subs.get(sub).and_then(|s| s.next_beep)
@@ -529,7 +945,7 @@ impl Broker {
         let mut kept = Vec::with_capacity(parked.len());
         for p in parked {
             match p {
-                Parked::Listen { sub, answer } if sub == id => {
+                Parked::Listen { sub, answer, .. } if sub == id => {
                     answer(Delivery::Failed(BrokerError::NotFound(id)));
                 }
                 other => kept.push(other),
@@ -541,35 +957,53 @@ impl Broker {
     /// Answers those of `candidates` that have a message now (listens of
     /// one channel from one read), appending the rest to `kept`.
     fn answer_ready(&self, mut kept: Vec<Parked>, candidates: Vec<Parked>) -> Vec<Parked> {
-        let mut listens: HashMap<String, Vec<(u64, Answer)>> = HashMap::new();
+        type Waiting = Vec<(u64, Option<usize>, Answer)>;
+        let mut listens: HashMap<String, Waiting> = HashMap::new();
         for p in candidates {
             match p {
-                Parked::Listen { sub, answer } => {
+                Parked::Listen { sub, max, answer } => {
                     let channel = self.lock().get(&sub).map(|s| s.channel.clone());
                     match channel {
-                        Some(channel) => listens.entry(channel).or_default().push((sub, answer)),
+                        Some(channel) => {
+                            listens.entry(channel).or_default().push((sub, max, answer))
+                        }
                         None => answer(Delivery::Failed(BrokerError::NotFound(sub))),
                     }
                 }
-                Parked::Pop { list, answer } => match self.pop(&list) {
+                Parked::Pop {
+                    list,
+                    lease,
+                    answer,
+                } => match self.pop(&list, lease) {
                     Ok(Some(text)) => answer(Delivery::Popped(text)),
-                    Ok(None) => kept.push(Parked::Pop { list, answer }),
+                    Ok(None) => kept.push(Parked::Pop {
+                        list,
+                        lease,
+                        answer,
+                    }),
                     Err(err) => answer(Delivery::Failed(err)),
                 },
             }
         }
         for (_, group) in listens {
-            let ids = group.iter().map(|(id, _)| *id).collect();
-            let mut answers: HashMap<u64, Answer> = group.into_iter().collect();
-            match self.next_messages(ids) {
+            let wants = group.iter().map(|(id, max, _)| (*id, *max)).collect();
+            let mut answers: HashMap<u64, (Option<usize>, Answer)> = group
+                .into_iter()
+                .map(|(id, max, answer)| (id, (max, answer)))
+                .collect();
+            match self.next_messages(wants) {
                 Ok(found) => {
                     for (id, delivery) in found {
-                        let Some(answer) = answers.remove(&id) else {
+                        let Some((max, answer)) = answers.remove(&id) else {
                             continue;
                         };
                         match delivery {
                             Some(delivery) => answer(delivery),
-                            None => kept.push(Parked::Listen { sub: id, answer }),
+                            None => kept.push(Parked::Listen {
+                                sub: id,
+                                max,
+                                answer,
+                            }),
                         }
                     }
                 }
@@ -581,7 +1015,7 @@ impl Broker {
             kept.extend(
                 answers
                     .into_iter()
-                    .map(|(sub, answer)| Parked::Listen { sub, answer }),
+                    .map(|(sub, (max, answer))| Parked::Listen { sub, max, answer }),
             );
         }
         kept
@@ -603,6 +1037,29 @@ impl Broker {
                     .is_none_or(|at| now.saturating_duration_since(at) < STALE_AFTER)
         });
     }
+}
+
+/// What a listen that asked for `max` messages (or one) gets.
+fn deliver(channel: &str, max: Option<usize>, mut envelopes: Vec<String>) -> Delivery {
+    match (max, envelopes.pop()) {
+        (None, Some(envelope)) if envelopes.is_empty() => Delivery::Message {
+            channel: channel.to_string(),
+            envelope,
+        },
+        (_, last) => {
+            envelopes.extend(last);
+            Delivery::Batch {
+                channel: channel.to_string(),
+                envelopes,
+            }
+        }
+    }
+}
+
+/// A fresh random token for a lease receipt.
+fn receipt_token() -> String {
+    let bytes: [u8; RECEIPT_TOKEN_BYTES] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -661,6 +1118,7 @@ mod tests {
             let answered = Arc::clone(&self.answered);
             Parked::Listen {
                 sub,
+                max: None,
                 answer: Box::new(move |d| answered.lock().expect("lock").push((name, d))),
             }
         }
@@ -688,15 +1146,20 @@ mod tests {
         }
     }
 
+    fn no_data(_: usize) -> Option<&'static Value> {
+        None
+    }
+
     #[test]
     fn a_subscription_sees_its_users_and_unowned_events_unless_promiscuous() {
         let f = fixture();
         let mut sub = f.broker.subscribe("ch", "ann", false, None).expect("sub");
-        assert!(sub.sees(&stored(1, None)));
-        assert!(sub.sees(&stored(1, Some("ann"))));
-        assert!(!sub.sees(&stored(1, Some("bob"))));
+        let sees = |sub: &Subscription, e: ChannelEvent| sub.sees(&e, || None);
+        assert!(sees(&sub, stored(1, None)));
+        assert!(sees(&sub, stored(1, Some("ann"))));
+        assert!(!sees(&sub, stored(1, Some("bob"))));
         sub.promiscuous = true;
-        assert!(sub.sees(&stored(1, Some("bob"))));
+        assert!(sees(&sub, stored(1, Some("bob"))));
     }
 
     #[test]
@@ -708,15 +1171,15 @@ mod tests {
             stored(2, Some("ann")),
             stored(3, None),
         ];
-        assert_eq!(sub.advance(&batch, 9).map(|i| batch[i].seq), Some(2));
-        assert_eq!(sub.advance(&batch, 9).map(|i| batch[i].seq), Some(3));
-        assert_eq!(sub.advance(&batch, 9), None);
+        assert_eq!(sub.advance(&batch, &no_data, 9, 1), [1]);
+        assert_eq!(sub.advance(&batch, &no_data, 9, 1), [2]);
+        assert!(sub.advance(&batch, &no_data, 9, 1).is_empty());
         assert_eq!(
             sub.cursor, 9,
             "nothing seen: the cursor passes what was read"
         );
         let others = [stored(10, Some("bob"))];
-        assert_eq!(sub.advance(&others, 10), None);
+        assert!(sub.advance(&others, &no_data, 10, 1).is_empty());
         assert_eq!(sub.cursor, 10);
     }
 
@@ -730,29 +1193,29 @@ mod tests {
         f.publish("ch", None, json!({"n": 4}));
         let first = f
             .broker
-            .listen(sub.id, "ann")
+            .listen(sub.id, "ann", None)
             .expect("listen")
             .expect("ready");
         assert_eq!(data_of(&first), json!({"n": 1}));
         let next = f
             .broker
-            .listen(sub.id, "ann")
+            .listen(sub.id, "ann", None)
             .expect("listen")
             .expect("ready");
         assert_eq!(data_of(&next), json!({"n": 4}));
         assert_eq!(
-            f.broker.listen(sub.id, "ann").expect("listen"),
+            f.broker.listen(sub.id, "ann", None).expect("listen"),
             None,
             "park"
         );
         f.clock.advance(KEEP_ALIVE);
         let beep = f
             .broker
-            .listen(sub.id, "ann")
+            .listen(sub.id, "ann", None)
             .expect("listen")
             .expect("beep");
         assert_eq!(data_of(&beep), json!("BEEP"));
-        assert_eq!(f.broker.listen(sub.id, "ann").expect("listen"), None);
+        assert_eq!(f.broker.listen(sub.id, "ann", None).expect("listen"), None);
     }
 
     #[test]
@@ -760,11 +1223,11 @@ mod tests {
         let f = fixture();
         let sub = f.broker.subscribe("ch", "ann", false, None).expect("sub");
         assert_eq!(
-            f.broker.listen(sub.id + 1, "ann"),
+            f.broker.listen(sub.id + 1, "ann", None),
             Err(BrokerError::NotFound(sub.id + 1))
         );
         assert_eq!(
-            f.broker.listen(sub.id, "bob"),
+            f.broker.listen(sub.id, "bob", None),
             Err(BrokerError::NotOwner {
                 id: sub.id,
                 user: "bob".into()
@@ -779,7 +1242,7 @@ mod tests {
         );
         f.broker.unsubscribe(sub.id, "ann").expect("unsubscribe");
         assert_eq!(
-            f.broker.listen(sub.id, "ann"),
+            f.broker.listen(sub.id, "ann", None),
             Err(BrokerError::NotFound(sub.id))
         );
     }
@@ -837,7 +1300,7 @@ mod tests {
             .expect("publish");
         let got = f
             .broker
-            .listen(sub.id, "ann")
+            .listen(sub.id, "ann", None)
             .expect("listen")
             .expect("ready");
         assert_eq!(data_of(&got), json!("mine"));
@@ -868,7 +1331,7 @@ mod tests {
     fn without_keep_alives_a_listen_waits_for_a_message_only() {
         let f = fixture_with(None);
         let sub = f.broker.subscribe("ch", "ann", false, None).expect("sub");
-        assert_eq!(f.broker.listen(sub.id, "ann").expect("listen"), None);
+        assert_eq!(f.broker.listen(sub.id, "ann", None).expect("listen"), None);
         let mut parked = vec![f.parked("waiting", sub.id)];
         // Well past the default period (and within the event history TTL).
         for _ in 0..3 {
@@ -912,6 +1375,7 @@ mod tests {
         let answered = Arc::clone(&f.answered);
         let pop = Parked::Pop {
             list: "jobs".into(),
+            lease: None,
             answer: Box::new(move |d| answered.lock().expect("lock").push(("pop", d))),
         };
         let parked = f.broker.answer_ready(Vec::new(), vec![pop]);
@@ -940,14 +1404,14 @@ mod tests {
         f.publish("ch", None, json!(2));
         let first = f
             .broker
-            .listen(sub.id, "ann")
+            .listen(sub.id, "ann", None)
             .expect("listen")
             .expect("ready");
         assert_eq!(data_of(&first), json!(1));
         // the next listen acknowledges the first event, then gets the second
         let second = f
             .broker
-            .listen(sub.id, "ann")
+            .listen(sub.id, "ann", None)
             .expect("listen")
             .expect("ready");
         assert_eq!(data_of(&second), json!(2));
@@ -958,7 +1422,7 @@ mod tests {
             .expect("sub");
         let redelivered = f
             .broker
-            .listen(again.id, "ann")
+            .listen(again.id, "ann", None)
             .expect("listen")
             .expect("ready");
         assert_eq!(data_of(&redelivered), json!(2));
@@ -1006,12 +1470,291 @@ mod tests {
         let idle = f.broker.subscribe("ch", "ann", false, None).expect("sub");
         let waiting = f.broker.subscribe("ch", "ann", false, None).expect("sub");
         let fresh = f.broker.subscribe("ch", "ann", false, None).expect("sub");
-        f.broker.listen(idle.id, "ann").expect("listen");
-        f.broker.listen(waiting.id, "ann").expect("listen");
+        f.broker.listen(idle.id, "ann", None).expect("listen");
+        f.broker.listen(waiting.id, "ann", None).expect("listen");
         let parked = vec![f.parked("waiting", waiting.id)];
         f.clock.advance(STALE_AFTER);
         f.broker.sweep_stale(&parked, f.clock.instant());
         let left: Vec<u64> = f.broker.subscriptions().iter().map(|s| s.id).collect();
         assert_eq!(left, [waiting.id, fresh.id], "never-polled ones are kept");
+    }
+
+    fn filtered(f: &Fixture, query: &[(&str, &str)], sid: Option<&str>, explicit: bool) -> u64 {
+        let params = crate::query::testing::params(query);
+        let conditions =
+            Filter::parse(&params, &[], &crate::query::EVENT_DATA_SCHEMA).expect("conditions");
+        let filter = (!conditions.conditions.is_empty()).then(|| {
+            let given = params.clone();
+            Arc::new(SubFilter::new(given, &conditions))
+        });
+        let options = SubscribeOptions {
+            promiscuous: true,
+            subscriber_id: sid.map(str::to_string),
+            filter,
+            explicit,
+        };
+        f.broker
+            .subscribe_with("ch", "ann", options)
+            .expect("sub")
+            .id
+    }
+
+    fn batch_of(delivery: &Delivery) -> Vec<Value> {
+        match delivery {
+            Delivery::Batch { envelopes, .. } => envelopes
+                .iter()
+                .map(|e| serde_json::from_str::<Value>(e).expect("envelope")["data"].clone())
+                .collect(),
+            other => panic!("not a batch: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn conditions_pick_events_by_their_data_and_skipped_ones_are_passed() {
+        let f = fixture();
+        let id = filtered(&f, &[("kind", "keep")], None, false);
+        f.publish("ch", None, json!({"kind": "drop"}));
+        f.publish("ch", None, json!("text"));
+        f.publish("ch", None, json!([{"kind": "keep"}]));
+        let keep = f.publish("ch", None, json!({"kind": "keep", "n": 1}));
+        let got = f.broker.listen(id, "ann", None).expect("listen");
+        assert_eq!(
+            got.as_ref().map(data_of),
+            Some(json!({"kind": "keep", "n": 1}))
+        );
+        let last = f.publish("ch", None, json!({"kind": "drop"}));
+        assert_eq!(f.broker.listen(id, "ann", None).expect("listen"), None);
+        let sub = f.broker.owned(id, "ann").expect("sub");
+        assert!(
+            keep < last && sub.cursor >= last,
+            "the skipped event is passed"
+        );
+        // BEEPs are always delivered
+        f.clock.advance(KEEP_ALIVE);
+        let beep = f.broker.listen(id, "ann", None).expect("listen");
+        assert_eq!(beep.as_ref().map(data_of), Some(json!("BEEP")));
+    }
+
+    #[test]
+    fn one_read_judges_an_event_once_for_many_filtered_listeners() {
+        let f = fixture();
+        let a = filtered(&f, &[("n__gt", "1")], None, false);
+        let b = filtered(&f, &[("n__int", "1")], None, false);
+        let c = filtered(&f, &[], None, false);
+        let mut parked = vec![f.parked("a", a), f.parked("b", b), f.parked("c", c)];
+        f.publish("ch", None, json!({"n": 1}));
+        parked = f.broker.committed(parked, &[Notice::Channel("ch".into())]);
+        let mut names: Vec<&str> = f.answers().iter().map(|(n, _)| *n).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["b", "c"]);
+        assert_eq!(parked.len(), 1);
+    }
+
+    #[test]
+    fn a_batch_takes_everything_available_up_to_max_and_a_beep_alone() {
+        let f = fixture();
+        let sub = f.broker.subscribe("ch", "ann", false, None).expect("sub");
+        for n in 0..5 {
+            f.publish("ch", None, json!(n));
+        }
+        f.clock.advance(KEEP_ALIVE); // a BEEP is due, but messages come first
+        let first = f.broker.listen(sub.id, "ann", Some(3)).expect("listen");
+        assert_eq!(
+            batch_of(&first.expect("ready")),
+            [json!(0), json!(1), json!(2)]
+        );
+        let rest = f
+            .broker
+            .listen(sub.id, "ann", Some(MAX_BATCH))
+            .expect("listen");
+        assert_eq!(batch_of(&rest.expect("ready")), [json!(3), json!(4)]);
+        let beep = f.broker.listen(sub.id, "ann", Some(10)).expect("listen");
+        assert_eq!(batch_of(&beep.expect("beep")), [json!("BEEP")]);
+        assert_eq!(
+            f.broker.listen(sub.id, "ann", Some(10)).expect("listen"),
+            None
+        );
+        // a parked batch listen gets a batch too
+        let answered = Arc::clone(&f.answered);
+        let parked = vec![Parked::Listen {
+            sub: sub.id,
+            max: Some(2),
+            answer: Box::new(move |d| answered.lock().expect("lock").push(("batch", d))),
+        }];
+        f.publish("ch", None, json!(5));
+        f.publish("ch", None, json!(6));
+        f.publish("ch", None, json!(7));
+        assert!(
+            f.broker
+                .committed(parked, &[Notice::Channel("ch".into())])
+                .is_empty()
+        );
+        let answers = f.answers();
+        assert_eq!(batch_of(&answers[0].1), [json!(5), json!(6)]);
+    }
+
+    #[test]
+    fn a_batch_reads_past_more_events_than_one_read_holds() {
+        let f = fixture();
+        let sub = f.broker.subscribe("ch", "ann", false, None).expect("sub");
+        let n = READ_LIMIT + 10;
+        f.store
+            .write(move |c, out| {
+                for i in 0..n {
+                    let e = Event::new("ch", None, json!(i), "https://test/");
+                    events::append(c, out, &e)?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .expect("publish");
+        let got = f
+            .broker
+            .listen(sub.id, "ann", Some(MAX_BATCH))
+            .expect("listen");
+        let got = batch_of(&got.expect("ready"));
+        assert_eq!(got.len(), usize::try_from(n).expect("small"));
+        assert_eq!(got.last(), Some(&json!(n - 1)));
+    }
+
+    #[test]
+    fn explicit_acknowledgement_moves_the_saved_position_only_forward() {
+        let f = fixture();
+        let id = filtered(&f, &[], Some("svc"), true);
+        let s1 = f.publish("ch", None, json!(1));
+        let s2 = f.publish("ch", None, json!(2));
+        let s3 = f.publish("ch", None, json!(3));
+        f.broker.listen(id, "ann", None).expect("listen");
+        f.broker.listen(id, "ann", None).expect("listen");
+        // listening again acknowledges nothing in explicit mode
+        let saved = |f: &Fixture| {
+            f.store
+                .read(|c| subscribers::get(c, "svc"))
+                .expect("read")
+                .expect("saved")
+                .position
+        };
+        assert!(saved(&f) < s1);
+        assert_eq!(
+            f.broker.acknowledge(id, "ann", s3),
+            Err(AckError::Beyond {
+                seq: s3,
+                passed: s2
+            })
+        );
+        assert_eq!(
+            f.broker.acknowledge(id, "bob", s1),
+            Err(AckError::Broker(BrokerError::NotOwner {
+                id,
+                user: "bob".into()
+            }))
+        );
+        f.broker.acknowledge(id, "ann", s2).expect("ack");
+        assert_eq!(saved(&f), s2);
+        f.broker.acknowledge(id, "ann", s1).expect("ack, no change");
+        assert_eq!(saved(&f), s2, "never back");
+        // a new subscribe resumes after what was acknowledged
+        let again = filtered(&f, &[], Some("svc"), false);
+        let next = f.broker.listen(again, "ann", None).expect("listen");
+        assert_eq!(next.as_ref().map(data_of), Some(json!(3)));
+        assert_eq!(
+            f.broker.acknowledge(again, "ann", s3),
+            Err(AckError::NotExplicit(again))
+        );
+        let plain = f.broker.subscribe("ch", "ann", false, None).expect("sub");
+        assert_eq!(
+            f.broker.acknowledge(plain.id, "ann", 0),
+            Err(AckError::NotExplicit(plain.id))
+        );
+    }
+
+    #[test]
+    fn an_ended_lease_comes_back_and_wakes_the_dispatcher_in_time() {
+        let f = fixture();
+        f.store
+            .write(|c, out| {
+                queues::push(c, out, "jobs", &json!({"data": 0}))?;
+                queues::push(c, out, "jobs", &json!({"data": 1}))
+            })
+            .expect("push");
+        let lease = Duration::from_secs(5);
+        let first = f
+            .broker
+            .pop("jobs", Some(lease))
+            .expect("pop")
+            .expect("msg");
+        let first: Value = serde_json::from_str(&first).expect("json");
+        assert_eq!(
+            (first["data"].clone(), first["_deliveries"].clone()),
+            (json!(0), json!(1))
+        );
+        assert_eq!(f.broker.next_deadline(&[]), f.clock.instant() + lease);
+        f.broker
+            .pop("jobs", None)
+            .expect("pop")
+            .expect("the next one");
+        let answered = Arc::clone(&f.answered);
+        let parked = vec![Parked::Pop {
+            list: "jobs".into(),
+            lease: None,
+            answer: Box::new(move |d| answered.lock().expect("lock").push(("pop", d))),
+        }];
+        let parked = f.broker.answer_ready(Vec::new(), parked);
+        assert_eq!(parked.len(), 1, "hidden while the lease holds");
+        f.broker.release_leases();
+        assert_eq!(f.broker.pop("jobs", None).expect("pop"), None, "not yet");
+        f.clock.advance(lease);
+        f.broker.release_leases();
+        assert_eq!(*f.broker.due_lock(), None, "no lease left");
+        let parked = f.broker.committed(parked, &[Notice::List("jobs".into())]);
+        assert!(parked.is_empty());
+        let answers = f.answers();
+        match &answers[0].1 {
+            Delivery::Popped(text) => {
+                let env: Value = serde_json::from_str(text).expect("json");
+                assert_eq!(env["data"], json!(0));
+            }
+            other => panic!("not popped: {other:?}"),
+        }
+        let receipt = first["_receipt"].as_str().expect("receipt");
+        assert!(!f.broker.acknowledge_receipt("jobs", receipt).expect("ack"));
+    }
+
+    #[test]
+    fn parsed_data_is_kept_within_its_byte_bound() {
+        let mut kept = ParsedData::default();
+        let doc = Arc::new(Some(json!({"n": 1})));
+        let half = PARSED_KEEP_BYTES / 2;
+        kept.keep(1, PARSED_MAX_EVENT_BYTES + 1, &doc);
+        assert!(kept.get(1).is_none(), "too large to keep");
+        for seq in 1..=((PARSED_KEEP_BYTES / PARSED_MAX_EVENT_BYTES) as i64 + 3) {
+            kept.keep(seq, PARSED_MAX_EVENT_BYTES, &doc);
+        }
+        assert!(kept.bytes <= PARSED_KEEP_BYTES);
+        assert!(kept.get(1).is_none(), "the oldest went first");
+        assert!(
+            kept.get(3 + (half / PARSED_MAX_EVENT_BYTES) as i64)
+                .is_some()
+        );
+        assert_eq!(kept.by_seq.len(), kept.order.len());
+    }
+
+    #[test]
+    fn a_batch_of_large_events_stops_at_its_byte_bound() {
+        let f = fixture();
+        let sub = f.broker.subscribe("ch", "ann", false, None).expect("sub");
+        let big = "x".repeat(MAX_BATCH_BYTES / 2);
+        for n in 0..3 {
+            f.publish("ch", None, json!({"n": n, "pad": big}));
+        }
+        let ns = |d: Option<Delivery>| -> Vec<Value> {
+            batch_of(&d.expect("ready"))
+                .iter()
+                .map(|v| v["n"].clone())
+                .collect()
+        };
+        let first = f.broker.listen(sub.id, "ann", Some(10)).expect("listen");
+        assert_eq!(ns(first), [json!(0), json!(1)]);
+        let rest = f.broker.listen(sub.id, "ann", Some(10)).expect("listen");
+        assert_eq!(ns(rest), [json!(2)], "the event left out comes next");
     }
 }

@@ -103,11 +103,13 @@ pub const ROUTES: &[Route] = &[
     // pub/sub, events, key/value store (API.md 9-11)
     on(Post, "/subscribe/{channel}", One(pubsub::subscribe)),
     on(Get, "/listen/{sub_id}", Parked(pubsub::listen)),
+    on(Post, "/ack/{sub_id}", One(pubsub::ack)),
     on(Post, "/unsubscribe/{sub_id}", One(pubsub::unsubscribe)),
     on(Get, "/unsubscribe/{sub_id}", One(pubsub::unsubscribe)),
     on(Post, "/publish/{channel}", One(pubsub::publish)),
     on(Post, "/push/{list}", One(pubsub::push)),
     on(Get, "/pop/{list}", Parked(pubsub::pop)),
+    on(Post, "/pop/{list}/ack", One(pubsub::pop_ack)),
     on(Get, "/stats/subscriptions", Plain(pubsub::stats)),
     on(Get, "/events", Plain(events::list)),
     on(Get, "/stream/{channel}", Parked(stream::open)),

@@ -58,6 +58,12 @@ pub const MIGRATIONS: &[Migration] = &[
         up: include_str!("../../sql/0007_kept_counts.up.sql"),
         down: include_str!("../../sql/0007_kept_counts.down.sql"),
     },
+    Migration {
+        version: 8,
+        name: "leases",
+        up: include_str!("../../sql/0008_leases.up.sql"),
+        down: include_str!("../../sql/0008_leases.down.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.
