@@ -81,13 +81,28 @@ fn a_round_trip_keeps_every_answer_and_password() {
     };
     let summary = ok(kci(
         dir.path(),
-        &["export", "--out", out.to_str().unwrap(), "--db", db.to_str().unwrap()],
+        &[
+            "export",
+            "--out",
+            out.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ],
     ));
-    assert!(summary.contains("exported: node 2, user 2, usergroup 1"), "{summary}");
+    assert!(
+        summary.contains("exported: node 2, user 2, usergroup 2"),
+        "{summary}"
+    );
     let new_db = dir.path().join("new.db");
     let summary = ok(kci(
         dir.path(),
-        &["import", "--from", out.to_str().unwrap(), "--db", new_db.to_str().unwrap()],
+        &[
+            "import",
+            "--from",
+            out.to_str().unwrap(),
+            "--db",
+            new_db.to_str().unwrap(),
+        ],
     ));
     assert!(
         summary.trim_end().ends_with("kv 1; skipped 0"),
@@ -113,19 +128,44 @@ fn a_malformed_document_stops_the_import_and_writes_nothing() {
     .unwrap();
     let db = dir.path().join("t.db");
     for (file, text, line) in [
-        ("node.json", "{\"_id\": {\"$oid\": \"65a1b2c3d4e5f6a7b8c9d0e2\"}\n\n{\"_id\": 1}\n", 1),
-        ("user.json", "\n\n{\"_id\": {\"$oid\": \"65a1b2c3d4e5f6a7b8c9d0e3\"}, \"email\": \"a@b.c\", \"username\": \"u\", \"hashed_password\": \"x\"}\n", 3),
-        ("telemetry.json", "[\n{\"_id\": {\"$oid\": \"65a1b2c3d4e5f6a7b8c9d0e4\"},\n \"ts\": \"yesterday\", \"kind\": \"k\", \"runtime\": \"r\"}]", 2),
-        ("kv.json", "{\"namespace\": \"n\", \"key\": \"k\", \"value\": 3}\n", 1),
+        (
+            "node.json",
+            "{\"_id\": {\"$oid\": \"65a1b2c3d4e5f6a7b8c9d0e2\"}\n\n{\"_id\": 1}\n",
+            1,
+        ),
+        (
+            "user.json",
+            "\n\n{\"_id\": {\"$oid\": \"65a1b2c3d4e5f6a7b8c9d0e3\"}, \"email\": \"a@b.c\", \"username\": \"u\", \"hashed_password\": \"x\"}\n",
+            3,
+        ),
+        (
+            "telemetry.json",
+            "[\n{\"_id\": {\"$oid\": \"65a1b2c3d4e5f6a7b8c9d0e4\"},\n \"ts\": \"yesterday\", \"kind\": \"k\", \"runtime\": \"r\"}]",
+            2,
+        ),
+        (
+            "kv.json",
+            "{\"namespace\": \"n\", \"key\": \"k\", \"value\": 3}\n",
+            1,
+        ),
     ] {
         std::fs::write(from.join(file), text).unwrap();
         let out = kci(
             dir.path(),
-            &["import", "--from", from.to_str().unwrap(), "--db", db.to_str().unwrap()],
+            &[
+                "import",
+                "--from",
+                from.to_str().unwrap(),
+                "--db",
+                db.to_str().unwrap(),
+            ],
         );
         assert!(!out.status.success(), "{file}: {out:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(&format!("{file}: line {line}:")), "{file}: {err}");
+        assert!(
+            err.contains(&format!("{file}: line {line}:")),
+            "{file}: {err}"
+        );
         std::fs::remove_file(from.join(file)).unwrap();
         // nothing of the files before it either
         let conn = rusqlite::Connection::open(&db).unwrap();
@@ -135,7 +175,10 @@ fn a_malformed_document_stops_the_import_and_writes_nothing() {
         assert_eq!(groups, 0, "{file}");
     }
     // a missing directory
-    let out = kci(dir.path(), &["import", "--from", "nowhere", "--db", db.to_str().unwrap()]);
+    let out = kci(
+        dir.path(),
+        &["import", "--from", "nowhere", "--db", db.to_str().unwrap()],
+    );
     assert!(!out.status.success());
 }
 
@@ -158,7 +201,13 @@ fn an_import_killed_part_way_leaves_nothing_or_everything() {
     for delay_ms in [50, 150, 400] {
         let db = dir.path().join(format!("kill-{delay_ms}.db"));
         let mut child = Command::new(BINARY)
-            .args(["import", "--from", from.to_str().unwrap(), "--db", db.to_str().unwrap()])
+            .args([
+                "import",
+                "--from",
+                from.to_str().unwrap(),
+                "--db",
+                db.to_str().unwrap(),
+            ])
             .current_dir(dir.path())
             .env_clear()
             .stdout(Stdio::null())

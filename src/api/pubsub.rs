@@ -13,7 +13,7 @@ use crate::auth;
 use crate::http::{ApiError, ApiResult, Reply, Req, Resp};
 use crate::model::event::{self, Event};
 use crate::model::validate::{Fields, ValidationItem, parse_bool_word};
-use crate::pubsub::{AckError, Delivery, MAX_BATCH, SubFilter, SubscribeOptions, Subscription};
+use crate::pubsub::{Delivery, MAX_BATCH, SubFilter, SubscribeOptions, Subscription};
 use crate::query::{EVENT_DATA_SCHEMA, Filter};
 use crate::store::{events, queues};
 use crate::timestamp;
@@ -188,22 +188,6 @@ pub fn listen(app: &App, req: &Req, id: &str) -> Result<Reply, ApiError> {
             Ok(Reply::Later(Box::new(move |respond| {
                 broker.park_listen(id, max, Box::new(move |delivery| respond(render(delivery))));
             })))
-        }
-    }
-}
-
-impl From<AckError> for ApiError {
-    fn from(err: AckError) -> ApiError {
-        match err {
-            AckError::Broker(err) => ApiError::from(err),
-            AckError::NotExplicit(id) => ApiError::bad_request(&format!(
-                "Subscription {id} does not acknowledge explicitly \
-                 (subscribe with subscriber_id and ack=explicit)"
-            )),
-            AckError::Beyond { seq, passed } => ApiError::bad_request(&format!(
-                "Cannot acknowledge sequence_id {seq}: the subscription has only \
-                 passed up to {passed}"
-            )),
         }
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::auth::AuthError;
 use crate::model::node::NodeError;
 use crate::model::validate::ValidationItem;
-use crate::pubsub::BrokerError;
+use crate::pubsub::{AckError, BrokerError};
 use crate::query::QueryError;
 use crate::store::StoreError;
 
@@ -177,6 +177,22 @@ impl From<BrokerError> for ApiError {
                 "parked request ended at shutdown",
             ),
             BrokerError::Store(err) => ApiError::from(err),
+        }
+    }
+}
+
+impl From<AckError> for ApiError {
+    fn from(err: AckError) -> ApiError {
+        match err {
+            AckError::Broker(err) => ApiError::from(err),
+            AckError::NotExplicit(id) => ApiError::bad_request(&format!(
+                "Subscription {id} does not acknowledge explicitly \
+                 (subscribe with subscriber_id and ack=explicit)"
+            )),
+            AckError::Beyond { seq, passed } => ApiError::bad_request(&format!(
+                "Cannot acknowledge sequence_id {seq}: the subscription has only \
+                 passed up to {passed}"
+            )),
         }
     }
 }
