@@ -33,8 +33,12 @@ pub struct Counts(pub [u64; 6]);
 
 impl Counts {
     fn add(&mut self, collection: &str) {
+        self.add_n(collection, 1);
+    }
+
+    fn add_n(&mut self, collection: &str, n: u64) {
         if let Some(i) = COLLECTIONS.iter().position(|c| *c == collection) {
-            self.0[i] += 1;
+            self.0[i] += n;
         }
     }
 }
@@ -262,6 +266,13 @@ pub fn import(
             return Err(ExchangeError::NotEmpty(held.join(", ")));
         }
     }
+    // Into an empty database, the indexes are built once at the end.
+    let deferred = if merge {
+        None
+    } else {
+        Some(dump::defer_indexes(&tx)?)
+    };
+    dump::stage_events(&tx)?;
     let mut done = Imported::default();
     let now = timestamp::now();
     // Groups first: users refer to them. Events come in sequence order.
@@ -280,9 +291,7 @@ pub fn import(
         }
         let size = std::fs::metadata(&path).map(|m| m.len()).ok();
         progress.start(collection, size);
-        let docs = files::Documents::open(&path).map_err(|e| file_error(&path, e))?;
-        let mut events = Vec::new();
-        let mut docs = docs;
+        let mut docs = files::Documents::open(&path).map_err(|e| file_error(&path, e))?;
         while let Some(item) = docs.next() {
             let bad = |line: usize, message: String| ExchangeError::Document {
                 file: file.clone(),
@@ -334,12 +343,13 @@ pub fn import(
                     let (event, seq) =
                         shapes::event_from(&doc, source).map_err(|m| bad(line, m))?;
                     if merge && dump::exists(&tx, collection, &event.id)? {
-                        done.skipped += 1;
+                        false
                     } else {
-                        events.push((seq, line, event));
+                        // numbered once all are read (see place_events)
+                        dump::stage_event(&tx, seq, line, &event)?;
+                        progress.update(docs.bytes);
+                        continue;
                     }
-                    progress.update(docs.bytes);
-                    continue;
                 }
                 "telemetry" => {
                     let event = shapes::telemetry_from(&doc, now).map_err(|m| bad(line, m))?;
@@ -369,8 +379,13 @@ pub fn import(
             progress.update(docs.bytes);
         }
         if collection == "eventhistory" {
-            write_events(&tx, &file, events, merge, &mut done)?;
+            place_events(&tx, &file, merge, &mut done)?;
         }
+        progress.finish();
+    }
+    if let Some(deferred) = deferred {
+        progress.start("indexes", None);
+        dump::restore_indexes(&tx, deferred)?;
         progress.finish();
     }
     done.orphans = dump::orphans(&tx)?;
@@ -378,31 +393,23 @@ pub fn import(
     Ok(done)
 }
 
-/// Stores imported events: with their own sequence numbers, or (merging,
-/// or for events without one) with new ones after the highest stored, in
-/// the order of their own numbers.
-fn write_events(
+/// Stores the staged events: with their own sequence numbers (those
+/// without one after the highest), or, merging, with new ones after the
+/// highest stored, in the order of their own numbers.
+fn place_events(
     tx: &Connection,
     file: &str,
-    mut events: Vec<(Option<i64>, usize, crate::model::event::Event)>,
     merge: bool,
     done: &mut Imported,
 ) -> Result<(), ExchangeError> {
-    // stable: events without a number keep their place after numbered ones
-    events.sort_by_key(|(seq, _, _)| seq.unwrap_or(i64::MAX));
-    let mut next = store::events::max_seq(tx)? + 1;
-    for (seq, line, event) in events {
-        let seq = match (merge, seq) {
-            (false, Some(seq)) => seq,
-            _ => next,
-        };
-        dump::insert_event(tx, seq, &event).map_err(|e| ExchangeError::Document {
+    if !merge && let Some((line, seq)) = dump::staged_clash(tx)? {
+        return Err(ExchangeError::Document {
             file: file.to_string(),
-            line,
-            message: e.to_string(),
-        })?;
-        next = next.max(seq + 1);
-        done.counts.add("eventhistory");
+            line: usize::try_from(line).unwrap_or(0),
+            message: format!("sequence_id {seq} is used by another event"),
+        });
     }
+    let n = dump::place_staged_events(tx, !merge)?;
+    done.counts.add_n("eventhistory", n);
     Ok(())
 }
