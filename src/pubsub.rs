@@ -168,6 +168,11 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// The highest sequence number it was handed or passed over.
+    pub fn position(&self) -> i64 {
+        self.cursor
+    }
+
     /// Whether this subscription gets `event`: every event of its channel
     /// when promiscuous, else unowned events and its user's own; with
     /// conditions, only those whose data satisfies them. `data` gives the

@@ -4,7 +4,9 @@
 //! a 405, anything else a 404. The OpenAPI document (`static/openapi.json`)
 //! describes the same table; tests/openapi.rs keeps the two in agreement.
 
-use crate::api::{account, events, groups, kv, nodes, pages, pubsub, stream, telemetry, users};
+use crate::api::{
+    account, events, groups, kv, nodes, pages, pubsub, stats, stream, telemetry, users,
+};
 use crate::app::App;
 use crate::http::{ApiError, ApiResult, Method, Reply, Req};
 
@@ -50,9 +52,16 @@ use Method::{Delete, Get, Patch, Post, Put};
 pub const ROUTES: &[Route] = &[
     // root, metrics, the OpenAPI document, pages and assets (API.md 3, 18.5)
     on(Get, "/", Plain(pages::root)),
-    on(Get, "/metrics", Plain(pages::metrics)),
+    on(Get, "/metrics", Plain(stats::metrics)),
     on(Get, "/openapi.json", Plain(pages::openapi)),
     on(Get, "/docs", Plain(pages::docs)),
+    // the web console (API.md 18.6)
+    on(Get, "/viewer", Plain(pages::viewer)),
+    on(Get, "/dashboard", Plain(pages::dashboard)),
+    on(Get, "/manage", Plain(pages::manage)),
+    on(Get, "/analytics", Plain(pages::analytics)),
+    on(Get, "/stats", Plain(pages::stats)),
+    on(Get, "/stats/server", Plain(stats::server)),
     on(Get, "/static/css/{file}", One(pages::css)),
     on(Get, "/static/js/{file}", One(pages::js)),
     on(Get, "/icons/{file}", One(pages::icon)),

@@ -96,6 +96,13 @@ pub fn shift(at: Timestamp, span: chrono::Duration) -> Timestamp {
     }
 }
 
+/// The start of `at`'s minute.
+pub fn floor_minute(at: &Timestamp) -> Timestamp {
+    at.with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap_or(*at)
+}
+
 /// Whether `text` writes its year with exactly four digits and no sign, and
 /// its seconds with at most six fractional digits (chrono alone would read
 /// `+10000-…`, `-0001-…` and nine digits).

@@ -8,6 +8,7 @@ pub mod kv;
 pub mod nodes;
 pub mod pages;
 pub mod pubsub;
+pub mod stats;
 pub mod stream;
 pub mod telemetry;
 pub mod users;

@@ -1,7 +1,5 @@
-//! The root document, metrics, the OpenAPI document and its viewer, and
+//! The root document, the OpenAPI document and its viewer, and
 //! the web pages and assets embedded from `static/`.
-
-use std::sync::atomic::Ordering;
 
 use serde_json::json;
 
@@ -17,32 +15,49 @@ const DOCS_HTML: &str = include_str!("../../static/docs.html");
 /// stored: it is the project's own data, kept true by tests/openapi.rs.
 pub const OPENAPI_JSON: &str = include_str!("../../static/openapi.json");
 
+/// An embedded asset of `static/<folder>/<name>` as a table row.
+macro_rules! asset {
+    ($folder:literal, $name:literal, $type:expr) => {
+        (
+            $folder,
+            $name,
+            $type,
+            include_bytes!(concat!("../../static/", $folder, "/", $name)),
+        )
+    };
+}
+
+const CSS: &str = "text/css; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+
 /// Every embedded asset: (folder, file name, content type, bytes).
 const ASSETS: &[(&str, &str, &str, &[u8])] = &[
-    (
-        "css",
-        "kci-lite.css",
-        "text/css; charset=utf-8",
-        include_bytes!("../../static/css/kci-lite.css"),
-    ),
-    (
-        "js",
-        "kci-lite.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../../static/js/kci-lite.js"),
-    ),
-    (
-        "css",
-        "docs.css",
-        "text/css; charset=utf-8",
-        include_bytes!("../../static/css/docs.css"),
-    ),
-    (
-        "js",
-        "docs.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../../static/js/docs.js"),
-    ),
+    asset!("css", "kci-lite.css", CSS),
+    asset!("css", "docs.css", CSS),
+    asset!("css", "console.css", CSS),
+    asset!("css", "viewer.css", CSS),
+    asset!("css", "dashboard.css", CSS),
+    asset!("css", "manage.css", CSS),
+    asset!("css", "analytics.css", CSS),
+    asset!("css", "stats.css", CSS),
+    asset!("js", "kci-lite.js", JS),
+    asset!("js", "docs.js", JS),
+    asset!("js", "console.js", JS),
+    asset!("js", "chart.js", JS),
+    asset!("js", "viewer.js", JS),
+    asset!("js", "dashboard.js", JS),
+    asset!("js", "manage.js", JS),
+    asset!("js", "analytics.js", JS),
+    asset!("js", "stats.js", JS),
+];
+
+/// The console's pages (API.md 18.6): (path segment, HTML).
+pub const CONSOLE_PAGES: &[(&str, &str)] = &[
+    ("viewer", include_str!("../../static/viewer.html")),
+    ("dashboard", include_str!("../../static/dashboard.html")),
+    ("manage", include_str!("../../static/manage.html")),
+    ("analytics", include_str!("../../static/analytics.html")),
+    ("stats", include_str!("../../static/stats.html")),
 ];
 
 /// `GET /`: HTML for browsers, `{"message": "KernelCI API"}` for clients.
@@ -57,17 +72,6 @@ pub fn root(_app: &App, req: &Req) -> ApiResult {
     }
 }
 
-/// `GET /metrics`: Prometheus text.
-pub fn metrics(app: &App, _req: &Req) -> ApiResult {
-    let n = app.requests.load(Ordering::Relaxed);
-    let text = format!(
-        "# HELP http_requests_total Total number of HTTP requests handled\n\
-         # TYPE http_requests_total counter\n\
-         http_requests_total{{instance=\"api\"}} {n}\n"
-    );
-    Ok(Resp::text(200, &text))
-}
-
 /// `GET /openapi.json`: the OpenAPI document.
 pub fn openapi(_app: &App, _req: &Req) -> ApiResult {
     Ok(Resp::file("application/json", OPENAPI_JSON.as_bytes()))
@@ -77,6 +81,40 @@ pub fn openapi(_app: &App, _req: &Req) -> ApiResult {
 /// (its script and style are embedded assets; no other host is needed).
 pub fn docs(_app: &App, _req: &Req) -> ApiResult {
     Ok(Resp::html(DOCS_HTML))
+}
+
+/// A page of the console by name; its scripts draw it from the API.
+fn console_page(name: &str) -> ApiResult {
+    CONSOLE_PAGES
+        .iter()
+        .find(|(page, _)| *page == name)
+        .map(|(_, html)| Resp::html(html))
+        .ok_or_else(|| ApiError::not_found("Not Found"))
+}
+
+/// `GET /viewer`: browse and filter nodes, follow a checkout's tree.
+pub fn viewer(_app: &App, _req: &Req) -> ApiResult {
+    console_page("viewer")
+}
+
+/// `GET /dashboard`: recent checkouts and their results, regressions.
+pub fn dashboard(_app: &App, _req: &Req) -> ApiResult {
+    console_page("dashboard")
+}
+
+/// `GET /manage`: submit and edit nodes; users, groups and invites.
+pub fn manage(_app: &App, _req: &Req) -> ApiResult {
+    console_page("manage")
+}
+
+/// `GET /analytics`: telemetry by lab and device type, anomalies.
+pub fn analytics(_app: &App, _req: &Req) -> ApiResult {
+    console_page("analytics")
+}
+
+/// `GET /stats`: subscriptions, queues, event rates, database size.
+pub fn stats(_app: &App, _req: &Req) -> ApiResult {
+    console_page("stats")
 }
 
 /// `GET /user/invite`: the admin's invite form.

@@ -3,6 +3,7 @@
 
 pub mod dump;
 pub mod events;
+pub mod figures;
 pub mod filter;
 pub mod groups;
 pub mod kv;

@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod openapi;
 pub mod process;
 
