@@ -27,6 +27,11 @@ const UNDOCUMENTED: &[(&str, &str)] = &[
     ("GET", "/icons/{file}"),
     ("GET", "/user/invite"),
     ("GET", "/user/accept-invite"),
+    ("GET", "/viewer"),
+    ("GET", "/dashboard"),
+    ("GET", "/manage"),
+    ("GET", "/analytics"),
+    ("GET", "/stats"),
 ];
 
 /// Operations of the contract that the document describes and the route

@@ -41,6 +41,8 @@ pub struct Launch {
     /// A command the binary is run through (e.g. `prlimit ... --`), which
     /// must exec it (so the process id stays the server's).
     wrapper: Vec<OsString>,
+    /// `--bind`: `127.0.0.1:0` unless a test needs a known port.
+    bind: String,
 }
 
 impl Launch {
@@ -54,6 +56,14 @@ impl Launch {
     /// must exec it: `["prlimit", "--nofile=256:256", "--"]`.
     pub fn wrapper(mut self, command: &[&str]) -> Launch {
         self.wrapper = command.iter().map(OsString::from).collect();
+        self
+    }
+
+    /// Listens on `addr` (e.g. the address of a server that was stopped,
+    /// so that its clients reconnect to the new one) instead of a port the
+    /// system picks.
+    pub fn bind(mut self, addr: SocketAddr) -> Launch {
+        self.bind = addr.to_string();
         self
     }
 
@@ -108,7 +118,7 @@ impl Launch {
                 command
             }
         };
-        command.args(["serve", "--bind", "127.0.0.1:0"]);
+        command.args(["serve", "--bind", &self.bind]);
         if let Some(db) = &self.db {
             command.arg("--db").arg(db);
         }
@@ -179,6 +189,7 @@ impl ServerProcess {
             env: Vec::new(),
             log_file: None,
             wrapper: Vec::new(),
+            bind: "127.0.0.1:0".into(),
         }
     }
 
