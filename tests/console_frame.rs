@@ -34,6 +34,9 @@ fn pages_are_html_at_their_paths_with_and_without_latest() {
                 reply.header("content-type"),
                 Some("text/html; charset=utf-8")
             );
+            let csp = reply.header("content-security-policy").unwrap_or_default();
+            assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+            assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
             let html = reply.text.clone();
             assert!(html.contains(&format!("/static/js/{page}.js")), "{path}");
             assert!(!html.contains("http://") && !html.contains("https://"));

@@ -83,13 +83,24 @@ pub fn docs(_app: &App, _req: &Req) -> ApiResult {
     Ok(Resp::html(DOCS_HTML))
 }
 
+/// What a console page may load and run: its own embedded scripts and
+/// styles and calls to this server, nothing inline, nothing from another
+/// host, and it may not be framed. A value that slipped into the page as
+/// markup still could not run.
+pub const CONSOLE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
+
 /// A page of the console by name; its scripts draw it from the API.
 fn console_page(name: &str) -> ApiResult {
-    CONSOLE_PAGES
+    let (_, html) = CONSOLE_PAGES
         .iter()
         .find(|(page, _)| *page == name)
-        .map(|(_, html)| Resp::html(html))
-        .ok_or_else(|| ApiError::not_found("Not Found"))
+        .ok_or_else(|| ApiError::not_found("Not Found"))?;
+    let mut resp = Resp::html(html);
+    resp.headers
+        .push(("Content-Security-Policy".into(), CONSOLE_CSP.into()));
+    Ok(resp)
 }
 
 /// `GET /viewer`: browse and filter nodes, follow a checkout's tree.

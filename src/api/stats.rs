@@ -15,6 +15,10 @@ use crate::timestamp;
 /// Minutes of event history `GET /stats/server` counts, before this one.
 pub const RATE_MINUTES: u32 = 60;
 
+/// At most this many subscriptions are listed with their backlog (the
+/// oldest ones), so that the answer stays small and quick.
+pub const MAX_BACKLOG_ROWS: usize = 500;
+
 /// Bytes of the write-ahead log beside the database file (0 when absent).
 fn wal_bytes(app: &App) -> u64 {
     let mut wal = app.store.path().as_os_str().to_owned();
@@ -73,17 +77,24 @@ pub fn server(app: &App, req: &Req) -> ApiResult {
             .collect::<Vec<_>>(),
     });
     if admin {
-        let mut backlog = Vec::with_capacity(subs.len());
-        for s in &subs {
-            let behind = app
-                .store
-                .read(|c| figures::behind(c, &s.channel, s.position()))?;
-            backlog.push(json!({
-                "id": s.id, "channel": s.channel, "user": s.user,
-                "last_poll": s.last_poll.as_ref().map(timestamp::format),
-                "behind": behind,
-            }));
-        }
+        let shown = &subs[..subs.len().min(MAX_BACKLOG_ROWS)];
+        let behind = app.store.read(|c| {
+            shown
+                .iter()
+                .map(|s| figures::behind(c, &s.channel, s.position()))
+                .collect::<Result<Vec<u64>, _>>()
+        })?;
+        let backlog = shown
+            .iter()
+            .zip(behind)
+            .map(|(s, behind)| {
+                json!({
+                    "id": s.id, "channel": s.channel, "user": s.user,
+                    "last_poll": s.last_poll.as_ref().map(timestamp::format),
+                    "behind": behind,
+                })
+            })
+            .collect();
         answer["subscription_backlog"] = Value::Array(backlog);
     }
     Ok(Resp::json(&answer))

@@ -12,7 +12,7 @@ use crate::timestamp::{self, Timestamp};
 pub const MAX_QUEUES: usize = 100;
 
 /// A subscription's backlog is counted up to this many events.
-pub const MAX_BEHIND: i64 = 100_000;
+pub const MAX_BEHIND: i64 = 10_000;
 
 /// The database's figures at one moment.
 #[derive(Debug, Clone, PartialEq)]
