@@ -1,9 +1,10 @@
 //! Reading `mongoexport` files: one JSON document per line, or one JSON
 //! array of documents (`--jsonArray`), each with the line it starts on so
-//! that an error can say where to look.
+//! that an error can say where to look. Both are read one document at a
+//! time, so memory grows with the largest document, not with the file.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use serde_json::Value;
@@ -11,61 +12,186 @@ use serde_json::Value;
 /// A document of a file, or why one could not be read; `line` counts from 1.
 pub type Item = Result<(usize, Value), (usize, String)>;
 
+/// The largest document read (MongoDB's own limit is 16 MiB).
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
+
 /// The documents of the file at `path`, in order, with bytes read so far
-/// (for progress). A file starting with `[` is read as one array (in
-/// memory); any other is read line by line.
+/// (for progress). A file starting with `[` is read as one array, element
+/// by element; any other is read line by line.
 pub struct Documents {
-    source: Source,
+    reader: BufReader<File>,
+    /// Inside a JSON array (`--jsonArray`), else one document per line.
+    array: bool,
+    /// The line the reader is on.
+    line: usize,
+    /// An array element was read: the next one follows a comma.
+    after_element: bool,
+    done: bool,
     /// Bytes consumed so far.
     pub bytes: u64,
-}
-
-enum Source {
-    Lines {
-        reader: BufReader<File>,
-        line: usize,
-    },
-    Array {
-        text: Vec<u8>,
-        at: usize,
-        line: usize,
-        done: bool,
-    },
 }
 
 impl Documents {
     /// Opens `path`.
     pub fn open(path: &Path) -> std::io::Result<Documents> {
-        let mut reader = BufReader::new(File::open(path)?);
-        let first = loop {
-            let buf = reader.fill_buf()?;
-            match buf.iter().position(|b| !b.is_ascii_whitespace()) {
-                Some(i) => break Some(buf[i]),
-                None if buf.is_empty() => break None,
-                None => {
-                    let n = buf.len();
-                    reader.consume(n);
+        let mut docs = Documents {
+            reader: BufReader::new(File::open(path)?),
+            array: false,
+            line: 1,
+            after_element: false,
+            done: false,
+            bytes: 0,
+        };
+        if docs.skip_blank(false)?.0 == Some(b'[') {
+            docs.consume(1);
+            docs.array = true;
+        } else {
+            // read line by line from the start
+            docs = Documents {
+                reader: BufReader::new(File::open(path)?),
+                line: 0,
+                ..docs
+            };
+        }
+        Ok(docs)
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.reader.consume(n);
+        self.bytes += n as u64;
+    }
+
+    /// Skips white space (and, with `comma`, one comma) counting lines;
+    /// the next byte (`None` at the end of the file) and whether a comma
+    /// was skipped.
+    fn skip_blank(&mut self, comma: bool) -> std::io::Result<(Option<u8>, bool)> {
+        let mut seen_comma = !comma;
+        loop {
+            let buf = self.reader.fill_buf()?;
+            if buf.is_empty() {
+                return Ok((None, seen_comma && comma));
+            }
+            let mut used = 0;
+            let mut next = None;
+            for &b in buf {
+                match b {
+                    b'\n' => self.line += 1,
+                    b' ' | b'\t' | b'\r' => {}
+                    b',' if !seen_comma => seen_comma = true,
+                    _ => {
+                        next = Some(b);
+                        break;
+                    }
+                }
+                used += 1;
+            }
+            self.consume(used);
+            if next.is_some() {
+                return Ok((next, seen_comma && comma));
+            }
+        }
+    }
+
+    /// The bytes of the array element that starts here: up to the end of
+    /// its object, array or string, or of a bare value at `,`, `]` or
+    /// white space outside strings.
+    fn element(&mut self) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        loop {
+            let buf = self
+                .reader
+                .fill_buf()
+                .map_err(|e| format!("cannot read: {e}"))?;
+            if buf.is_empty() {
+                return Ok(out);
+            }
+            let mut used = 0;
+            let mut complete = false;
+            for &b in buf {
+                if in_string {
+                    match (escaped, b) {
+                        (true, _) => escaped = false,
+                        (false, b'\\') => escaped = true,
+                        (false, b'"') => in_string = false,
+                        _ => {}
+                    }
+                } else {
+                    match b {
+                        b'"' => in_string = true,
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' if depth > 0 => depth -= 1,
+                        b',' | b']' | b' ' | b'\t' | b'\r' | b'\n' if depth == 0 => {
+                            complete = true;
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                used += 1;
+                if depth == 0 && !in_string && matches!(b, b'}' | b']' | b'"') {
+                    complete = true;
+                    break;
                 }
             }
-        };
-        let source = if first == Some(b'[') {
-            // whitespace consumed before the `[` only holds no newlines if
-            // it was all on line 1; read from the start to count them
-            let mut text = Vec::new();
-            File::open(path)?.read_to_end(&mut text)?;
-            let at = text.iter().position(|b| *b == b'[').unwrap_or(0);
-            let line = 1 + text[..at].iter().filter(|b| **b == b'\n').count();
-            Source::Array {
-                text,
-                at: at + 1,
-                line,
-                done: false,
+            out.extend_from_slice(&buf[..used]);
+            let lines = buf[..used].iter().filter(|b| **b == b'\n').count();
+            self.consume(used);
+            self.line += lines;
+            if out.len() > MAX_DOCUMENT_BYTES {
+                return Err(format!(
+                    "a document is larger than {MAX_DOCUMENT_BYTES} bytes"
+                ));
             }
-        } else {
-            let reader = BufReader::new(File::open(path)?);
-            Source::Lines { reader, line: 0 }
+            if complete {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn next_line(&mut self) -> Option<Item> {
+        loop {
+            let mut text = String::new();
+            self.line += 1;
+            match self.reader.read_line(&mut text) {
+                Ok(0) => return None,
+                Ok(n) => self.bytes += n as u64,
+                Err(e) => return Some(Err((self.line, format!("cannot read: {e}")))),
+            }
+            if text.trim().is_empty() {
+                continue;
+            }
+            return Some(
+                serde_json::from_str(&text)
+                    .map(|v| (self.line, v))
+                    .map_err(|e| (self.line, format!("not JSON: {e}"))),
+            );
+        }
+    }
+
+    fn next_element(&mut self) -> Option<Item> {
+        let (next, comma) = match self.skip_blank(self.after_element) {
+            Ok(found) => found,
+            Err(e) => return Some(Err((self.line, format!("cannot read: {e}")))),
         };
-        Ok(Documents { source, bytes: 0 })
+        let start = self.line;
+        match next {
+            None => Some(Err((start, "the JSON array is not closed".into()))),
+            Some(b']') if comma => Some(Err((start, "a `,` before the array's `]`".into()))),
+            Some(b']') => None,
+            Some(_) if self.after_element && !comma => {
+                Some(Err((start, "expected `,` or `]` after a document".into())))
+            }
+            Some(_) => Some({
+                self.after_element = true;
+                self.element()
+                    .and_then(|bytes| {
+                        serde_json::from_slice(&bytes).map_err(|e| format!("not JSON: {e}"))
+                    })
+                    .map(|v| (start, v))
+                    .map_err(|e| (start, e))
+            }),
+        }
     }
 }
 
@@ -73,77 +199,18 @@ impl Iterator for Documents {
     type Item = Item;
 
     fn next(&mut self) -> Option<Item> {
-        match &mut self.source {
-            Source::Lines { reader, line } => loop {
-                let mut text = String::new();
-                *line += 1;
-                match reader.read_line(&mut text) {
-                    Ok(0) => return None,
-                    Ok(n) => self.bytes += n as u64,
-                    Err(e) => return Some(Err((*line, format!("cannot read: {e}")))),
-                }
-                if text.trim().is_empty() {
-                    continue;
-                }
-                return Some(
-                    serde_json::from_str(&text)
-                        .map(|v| (*line, v))
-                        .map_err(|e| (*line, format!("not JSON: {e}"))),
-                );
-            },
-            Source::Array {
-                text,
-                at,
-                line,
-                done,
-            } => {
-                if *done {
-                    return None;
-                }
-                // skip white space and the comma between documents
-                let mut seen_comma = false;
-                while let Some(&b) = text.get(*at) {
-                    match b {
-                        b'\n' => *line += 1,
-                        b' ' | b'\t' | b'\r' => {}
-                        b',' if !seen_comma => seen_comma = true,
-                        _ => break,
-                    }
-                    *at += 1;
-                }
-                self.bytes = *at as u64;
-                match text.get(*at) {
-                    None => {
-                        *done = true;
-                        Some(Err((*line, "the JSON array is not closed".into())))
-                    }
-                    Some(b']') => {
-                        *done = true;
-                        None
-                    }
-                    Some(_) => {
-                        let start = *line;
-                        let mut one =
-                            serde_json::Deserializer::from_slice(&text[*at..]).into_iter::<Value>();
-                        match one
-                            .next()
-                            .unwrap_or_else(|| Err(serde::de::Error::custom("EOF")))
-                        {
-                            Ok(value) => {
-                                let end = *at + one.byte_offset();
-                                *line += text[*at..end].iter().filter(|b| **b == b'\n').count();
-                                *at = end;
-                                Some(Ok((start, value)))
-                            }
-                            Err(e) => {
-                                *done = true;
-                                Some(Err((start, format!("not JSON: {e}"))))
-                            }
-                        }
-                    }
-                }
-            }
+        if self.done {
+            return None;
         }
+        let item = if self.array {
+            self.next_element()
+        } else {
+            self.next_line()
+        };
+        if !matches!(item, Some(Ok(_))) {
+            self.done = self.array || item.is_none();
+        }
+        item
     }
 }
 
@@ -174,6 +241,28 @@ mod tests {
         assert_eq!(got, [3, 6]);
         assert!(read("[]").is_empty());
         assert!(read("").is_empty());
+    }
+
+    #[test]
+    fn array_elements_of_any_kind_and_layout_are_read_one_by_one() {
+        let docs = read("[1,\"a]\\\"b\",{\"s\": \"}]\"},[[2]] , null ,{}]");
+        let got: Vec<Value> = docs.into_iter().map(|i| i.expect("doc").1).collect();
+        assert_eq!(
+            got,
+            [
+                serde_json::json!(1),
+                serde_json::json!("a]\"b"),
+                serde_json::json!({"s": "}]"}),
+                serde_json::json!([[2]]),
+                Value::Null,
+                serde_json::json!({})
+            ]
+        );
+        let text = format!("[{}]", "{\"k\": 1},\n".repeat(20_000) + "{}");
+        assert_eq!(read(&text).len(), 20_001);
+        assert!(read("[,{}]")[0].is_err());
+        assert!(read("[{}{}]")[1].is_err());
+        assert!(read("[{},]").len() == 2 && read("[{},]")[1].is_err());
     }
 
     #[test]
