@@ -215,10 +215,7 @@ pub fn export(
             })?,
         }
         out.finish()?;
-        counts.0[COLLECTIONS
-            .iter()
-            .position(|c| *c == collection)
-            .unwrap_or(0)] = n;
+        counts.add_n(collection, n);
         progress.finish();
     }
     tx.commit()?;

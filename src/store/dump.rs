@@ -109,18 +109,21 @@ pub fn each_kv(
     each(c, "SELECT ns, key, value FROM kv ORDER BY ns, key", map, f)
 }
 
+/// Upstream's collections and the tables that hold them.
+const COLLECTION_TABLES: [(&str, &str); 6] = [
+    ("node", "node"),
+    ("user", "user"),
+    ("usergroup", "user_group"),
+    ("eventhistory", "event"),
+    ("telemetry", "telemetry"),
+    ("kv", "kv"),
+];
+
 /// Rows per collection that an import into an empty database requires to
 /// be zero: (name, count).
 pub fn contents(c: &Connection) -> Result<Vec<(&'static str, i64)>, StoreError> {
     let mut out = Vec::new();
-    for (name, table) in [
-        ("node", "node"),
-        ("user", "user"),
-        ("usergroup", "user_group"),
-        ("eventhistory", "event"),
-        ("telemetry", "telemetry"),
-        ("kv", "kv"),
-    ] {
+    for (name, table) in COLLECTION_TABLES {
         let n: i64 = c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
         out.push((name, n));
     }
@@ -130,14 +133,11 @@ pub fn contents(c: &Connection) -> Result<Vec<(&'static str, i64)>, StoreError> 
 /// Whether a row with this id exists in the table of `collection`
 /// (`node`, `user`, `usergroup`, `eventhistory` or `telemetry`).
 pub fn exists(c: &Connection, collection: &str, id: &str) -> Result<bool, StoreError> {
-    let table = match collection {
-        "node" => "node",
-        "user" => "user",
-        "usergroup" => "user_group",
-        "eventhistory" => "event",
-        "telemetry" => "telemetry",
-        other => return Err(StoreError::Internal(format!("no collection {other}"))),
-    };
+    let table = COLLECTION_TABLES
+        .iter()
+        .find(|(name, table)| *name == collection && *table != "kv")
+        .map(|(_, table)| *table)
+        .ok_or_else(|| StoreError::Internal(format!("no collection {collection}")))?;
     let mut stmt = c.prepare_cached(&format!("SELECT 1 FROM {table} WHERE id = ?1"))?;
     Ok(stmt.query_row([id], |_| Ok(())).optional()?.is_some())
 }
