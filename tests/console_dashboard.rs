@@ -38,25 +38,6 @@ fn child(srv: &TestServer, co: &Value, parent: &Value, kind: &str, result: Optio
     )
 }
 
-/// Waits for an element matching `css`. (Written here with `eval`:
-/// `Browser::find` looks for the legacy element key, which this
-/// chromedriver does not answer with, so `wait_for` never finds anything.)
-fn wait_sel(b: &Browser, css: &str) {
-    b.wait_until(&format!("an element {css}"), |b| {
-        (b.count(css) > 0).then_some(())
-    });
-}
-
-/// `Browser::choose` without its `wait_for` (see [`wait_sel`]).
-fn choose(b: &Browser, css: &str, value: &str) {
-    wait_sel(b, css);
-    b.eval(
-        "const e = document.querySelector(arguments[0]); e.value = arguments[1];
-         e.dispatchEvent(new Event('change', {bubbles: true}));",
-        &[json!(css), json!(value)],
-    );
-}
-
 fn id(node: &Value) -> String {
     node["id"].as_str().unwrap().to_string()
 }
@@ -150,7 +131,7 @@ fn lists_checkouts_newest_first_with_their_counts_and_regressions() {
     br.screenshot("dashboard");
 
     // Filtering by tree/branch: only that tree's checkouts, in the URL too.
-    choose(&br, "#tree-filter", &json!(["next", "master"]).to_string());
+    br.choose("#tree-filter", &json!(["next", "master"]).to_string());
     let b_id = id(&b);
     br.wait_until("only the next checkout", |w| {
         let ids = w.eval(
@@ -161,7 +142,7 @@ fn lists_checkouts_newest_first_with_their_counts_and_regressions() {
     });
     assert!(br.url().contains("tree=next"), "{}", br.url());
     assert!(br.text("#summary").unwrap().contains("next / master"));
-    choose(&br, "#tree-filter", "");
+    br.choose("#tree-filter", "");
     br.wait_until("all three again", |b| {
         (b.count("#checkout-rows tr.checkout") == 3).then_some(())
     });
@@ -176,7 +157,7 @@ fn follows_new_checkouts_results_and_counts_live() {
         return;
     };
     br.goto(&srv.url("/dashboard"));
-    wait_sel(&br, &format!("tr[data-id='{}']", id(&old)));
+    br.wait_for(&format!("tr[data-id='{}']", id(&old)));
     br.wait_text("#live", "live");
     br.wait_text(&count_sel(&id(&old), "kbuild", "pass"), "0 pass");
     // A mark that a reload would wipe.
@@ -270,7 +251,7 @@ fn empty_and_phone_sized() {
     let co = checkout(&srv, "chromiumos", "chromeos-6.6", "tree-phone");
     let build = child(&srv, &co, &co, "kbuild", Some("pass"));
     child(&srv, &co, &build, "test", Some("pass"));
-    wait_sel(&br, &format!("tr[data-id='{}']", id(&co)));
+    br.wait_for(&format!("tr[data-id='{}']", id(&co)));
     assert_eq!(br.attr("#no-checkouts", "hidden").as_deref(), Some(""));
     br.wait_text(&count_sel(&id(&co), "test", "pass"), "1 pass");
     let fits = br.eval(

@@ -10,33 +10,6 @@ use common::browser::Browser;
 use common::{ADMIN_PASSWORD, ADMIN_USERNAME, TestServer};
 use serde_json::{Value, json};
 
-/// Waits for an element matching `css`. (Written here with `eval`:
-/// `Browser::find` looks for the legacy element key, which this
-/// chromedriver does not answer with, so `wait_for`, `click` and
-/// `type_into` never find anything.)
-fn wait_sel(b: &Browser, css: &str) {
-    b.wait_until(&format!("an element {css}"), |b| {
-        (b.count(css) > 0).then_some(())
-    });
-}
-
-/// Logs in through the page's login form in the header.
-fn log_in(b: &Browser, username: &str, password: &str) {
-    wait_sel(b, "#login-form input[name=username]");
-    b.eval(
-        "const f = document.getElementById('login-form');
-         f.username.value = arguments[0]; f.password.value = arguments[1];
-         f.querySelector('button[type=submit]').click();",
-        &[json!(username), json!(password)],
-    );
-    wait_sel(b, "#logout");
-}
-
-fn log_out(b: &Browser) {
-    b.eval("document.getElementById('logout').click();", &[]);
-    wait_sel(b, "#login-form");
-}
-
 fn node(srv: &TestServer, kind: &str) -> Value {
     srv.make_node(
         srv.admin(),
@@ -185,7 +158,7 @@ fn an_admin_sees_subscriptions_with_their_lag_others_see_a_note() {
     );
 
     // A user who is not an administrator: still the note.
-    log_in(&br, &user.username, &user.password);
+    br.log_in(&user.username, &user.password);
     br.wait_text("#subs-note", &format!("logged in as {}", user.username));
     assert!(
         br.text("#subs-note")
@@ -193,12 +166,12 @@ fn an_admin_sees_subscriptions_with_their_lag_others_see_a_note() {
             .contains("need an admin login")
     );
     assert_eq!(br.count("#sub-table"), 0);
-    log_out(&br);
+    br.log_out();
 
     // The administrator, through the same form: the table with the backlog.
-    log_in(&br, ADMIN_USERNAME, ADMIN_PASSWORD);
+    br.log_in(ADMIN_USERNAME, ADMIN_PASSWORD);
     let row = format!("#sub-table tr[data-id='{sub_id}']");
-    wait_sel(&br, &row);
+    br.wait_for(&row);
     assert_eq!(br.count("#subs-note"), 0);
     let text = br.text(&row).unwrap();
     assert!(text.contains("node"), "{text}");
@@ -228,7 +201,7 @@ fn an_admin_sees_subscriptions_with_their_lag_others_see_a_note() {
     br.screenshot("stats-phone");
 
     // Logging out takes the details away again.
-    log_out(&br);
+    br.log_out();
     br.wait_text("#subs-note", "need an admin login");
     br.assert_no_js_errors();
 }

@@ -347,6 +347,21 @@ impl Browser {
         );
     }
 
+    /// Logs in through the login form in the console's header, as a
+    /// person would, and waits until the page says who is logged in.
+    pub fn log_in(&self, username: &str, password: &str) {
+        self.type_into("#login-form input[name=username]", username);
+        self.type_into("#login-form input[name=password]", password);
+        self.click("#login-form button[type=submit]");
+        self.wait_for("#logout");
+    }
+
+    /// Logs out with the header's button and waits for the login form.
+    pub fn log_out(&self) {
+        self.click("#logout");
+        self.wait_for("#login-form");
+    }
+
     /// Saves a PNG of the window as `<dir>/<name>.png` (and into
     /// `KCI_SCREENSHOTS` when set) and returns its path.
     pub fn screenshot(&self, name: &str) -> PathBuf {
