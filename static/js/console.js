@@ -54,7 +54,11 @@ export async function call(method, path, { body, form, params, token } = {}) {
     try { parsed = JSON.parse(text); } catch { parsed = text; }
   }
   if (!resp.ok) {
-    if (resp.status === 401 && auth && auth === session.token()) session.expired();
+    // A token the server no longer takes ends the session; a 401 with
+    // another detail ("Unauthorized to complete the operation": not this
+    // user's node) is only the answer to this call.
+    const refused = parsed && typeof parsed === "object" && parsed.detail === "Unauthorized";
+    if (resp.status === 401 && refused && auth && auth === session.token()) session.expired();
     throw new ApiError(resp.status, parsed);
   }
   return parsed;
