@@ -229,7 +229,7 @@ fn version_check_comes_before_everything_else() {
 #[test]
 fn paths_that_only_look_like_versions_are_api_paths() {
     let srv = TestServer::start();
-    for path in ["/viewer", "/vx/nodes", "/version", "/latestnodes"] {
+    for path in ["/vue", "/vx/nodes", "/version", "/latestnodes"] {
         let reply = srv.request_full("GET", path, None, &[], Body::None);
         assert_eq!(reply.status, 404, "{path}: {}", reply.text);
         assert_eq!(reply.json(), json!({"detail": "Not Found"}), "{path}");
