@@ -260,6 +260,94 @@ fn the_stream_resumes_after_a_server_restart_and_misses_nothing() {
     drop(second);
 }
 
+#[test]
+fn published_look_alikes_of_node_events_change_nothing_on_the_pages() {
+    let srv = TestServer::start();
+    let Some(mut browser) = Browser::start() else {
+        return;
+    };
+    let user = srv.make_user(&[]);
+    let node = srv.make_node(srv.admin(), &checkout("real"));
+    let id = node["id"].as_str().unwrap().to_string();
+    browser.goto(&srv.url(&format!("/viewer?node={id}")));
+    let badge = "#node-view h1 .badge, #node-view .badge";
+    browser.wait_for(badge);
+    assert_eq!(browser.eval_async(RECORD_EVENTS, &[]), json!(true));
+    // every result the badge ever shows
+    browser.eval(
+        "window.shown = [];
+         const el = document.querySelector(arguments[0]);
+         new MutationObserver(() => window.shown.push(el.dataset.result))
+             .observe(el, {attributes: true, attributeFilter: ['data-result']});",
+        &[json!(badge)],
+    );
+
+    // anyone may publish on `node`; the envelope's owner is the publisher
+    for owner in [json!("admin"), json!(user.username), Value::Null] {
+        let fake = json!({"data": {"op": "updated", "id": id, "kind": "checkout", "name": "real",
+                                   "state": "done", "result": "fail", "owner": owner}});
+        let (status, body) = srv.post_json("/publish/node", user.auth(), &fake);
+        assert_eq!(status, 200, "{body}");
+    }
+    // A look-alike naming its publisher as owner reaches the follower (it
+    // is the publisher's own claim) but no badge of another's node.
+    browser.wait_until("the self-named look-alike", |b| {
+        (!seen(b).is_empty()).then_some(())
+    });
+    assert_eq!(browser.attr(badge, "data-result").as_deref(), Some(""));
+    let (status, _) = srv.patch_json(
+        &format!("/node/{id}"),
+        srv.admin(),
+        &json!({"state": "done", "result": "pass"}),
+    );
+    assert_eq!(status, 200);
+    browser.wait_until("the real change", |b| {
+        (b.attr(badge, "data-result").as_deref() == Some("pass")).then_some(())
+    });
+    let got = seen(&browser);
+    assert_eq!(
+        got.len(),
+        2,
+        "the node event and the self-named one: {got:?}"
+    );
+    let shown = browser.eval("return window.shown;", &[]);
+    assert!(
+        !shown.as_array().unwrap().contains(&json!("fail")),
+        "{shown}"
+    );
+    browser.assert_no_js_errors();
+}
+
+#[test]
+fn the_invite_pages_work_in_a_browser_and_leave_no_token_in_the_address() {
+    let srv = TestServer::start();
+    let Some(mut browser) = Browser::start() else {
+        return;
+    };
+    // the admin's form
+    browser.goto(&srv.url("/user/invite"));
+    browser.type_into("#invite-form input[name=admin_token]", srv.admin().unwrap());
+    browser.type_into("#invite-form input[name=username]", "newcomer");
+    browser.type_into("#invite-form input[name=email]", "newcomer@example.com");
+    browser.click("#invite-form input[name=send_email]");
+    browser.click("#invite-form button[type=submit]");
+    let answer = browser.wait_text("#result", "200");
+    assert!(browser.url().ends_with("/user/invite"), "{}", browser.url());
+    let body: Value = serde_json::from_str(answer.trim_start_matches("200").trim()).unwrap();
+    let token = body["token"].as_str().unwrap().to_string();
+
+    // the invitee's form: the token leaves the address once read
+    browser.goto(&srv.url(&format!("/user/accept-invite?token={token}")));
+    browser.wait_until("the token to leave the address", |b| {
+        (!b.url().contains("token=")).then_some(())
+    });
+    browser.type_into("#accept-form input[name=password]", "a new password");
+    browser.click("#accept-form button[type=submit]");
+    browser.wait_text("#result", "200");
+    assert_eq!(srv.login("newcomer", "a new password").0, 200);
+    browser.assert_no_js_errors();
+}
+
 // -- figures ---------------------------------------------------------------------
 
 #[test]

@@ -426,6 +426,16 @@ fn a_node_page_shows_fields_artifacts_ancestors_and_unknown_ids() {
     b.screenshot("viewer-missing");
     b.goto(&viewer(&srv, "?node=nope"));
     b.wait_text(".not-found", "is not a valid ObjectId");
+
+    // A text from the URL never becomes another API call made with the
+    // visitor's token: the queued message stays where it is.
+    let (status, _) = srv.post_json("/push/work", srv.admin(), &json!({"data": {"n": 1}}));
+    assert_eq!(status, 200);
+    b.log_in(common::ADMIN_USERNAME, common::ADMIN_PASSWORD);
+    b.goto(&viewer(&srv, "?node=../pop/work"));
+    b.wait_text(".not-found", "is not a valid ObjectId");
+    let (_, figures) = srv.get("/stats/server", None);
+    assert_eq!(figures["queues"], json!([{"list": "work", "length": 1}]));
     b.assert_no_js_errors();
 }
 

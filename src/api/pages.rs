@@ -83,7 +83,7 @@ pub fn docs(_app: &App, _req: &Req) -> ApiResult {
     Ok(Resp::html(DOCS_HTML))
 }
 
-/// What a console page may load and run: its own embedded scripts and
+/// What a console page (and an invite page) may load and run: its own embedded scripts and
 /// styles and calls to this server, nothing inline, nothing from another
 /// host, and it may not be framed. A value that slipped into the page as
 /// markup still could not run.
@@ -97,10 +97,16 @@ fn console_page(name: &str) -> ApiResult {
         .iter()
         .find(|(page, _)| *page == name)
         .ok_or_else(|| ApiError::not_found("Not Found"))?;
-    let mut resp = Resp::html(html);
+    Ok(with_csp(Resp::html(html)))
+}
+
+/// `resp` with [`CONSOLE_CSP`] (and no content-type sniffing).
+fn with_csp(mut resp: Resp) -> Resp {
     resp.headers
         .push(("Content-Security-Policy".into(), CONSOLE_CSP.into()));
-    Ok(resp)
+    resp.headers
+        .push(("X-Content-Type-Options".into(), "nosniff".into()));
+    resp
 }
 
 /// `GET /viewer`: browse and filter nodes, follow a checkout's tree.
@@ -130,12 +136,12 @@ pub fn stats(_app: &App, _req: &Req) -> ApiResult {
 
 /// `GET /user/invite`: the admin's invite form.
 pub fn invite_page(_app: &App, _req: &Req) -> ApiResult {
-    Ok(Resp::html(INVITE_HTML))
+    Ok(with_csp(Resp::html(INVITE_HTML)))
 }
 
 /// `GET /user/accept-invite`: the invitee's password form.
 pub fn accept_invite_page(_app: &App, _req: &Req) -> ApiResult {
-    Ok(Resp::html(ACCEPT_INVITE_HTML))
+    Ok(with_csp(Resp::html(ACCEPT_INVITE_HTML)))
 }
 
 /// `GET /static/css/{f}`: an embedded style sheet.

@@ -16,8 +16,9 @@ use crate::timestamp;
 pub const RATE_MINUTES: u32 = 60;
 
 /// At most this many subscriptions are listed with their backlog (the
-/// oldest ones), so that the answer stays small and quick.
-pub const MAX_BACKLOG_ROWS: usize = 500;
+/// oldest ones): with each backlog counted up to [`figures::MAX_BEHIND`],
+/// the answer reads at most 200,000 index entries.
+pub const MAX_BACKLOG_ROWS: usize = 200;
 
 /// Bytes of the write-ahead log beside the database file (0 when absent).
 fn wal_bytes(app: &App) -> u64 {

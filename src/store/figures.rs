@@ -12,7 +12,7 @@ use crate::timestamp::{self, Timestamp};
 pub const MAX_QUEUES: usize = 100;
 
 /// A subscription's backlog is counted up to this many events.
-pub const MAX_BEHIND: i64 = 10_000;
+pub const MAX_BEHIND: i64 = 1_000;
 
 /// The database's figures at one moment.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,7 +25,7 @@ pub struct Figures {
     pub nodes_by_kind: Vec<(String, u64)>,
     /// The highest event sequence number (0 before the first event).
     pub last_sequence: i64,
-    /// Messages waiting in each push list, longest first.
+    /// Messages in each push list (leased ones included), longest first.
     pub queues: Vec<(String, u64)>,
 }
 
@@ -45,7 +45,7 @@ pub fn read(c: &Connection) -> Result<Figures, StoreError> {
     let last_sequence: i64 =
         c.query_row("SELECT coalesce(max(seq), 0) FROM event", [], |r| r.get(0))?;
     let mut stmt = c.prepare_cached(
-        "SELECT list, count(*) AS n FROM queue GROUP BY list ORDER BY n DESC, list LIMIT ?1",
+        "SELECT list, n FROM queue_count WHERE n > 0 ORDER BY n DESC, list LIMIT ?1",
     )?;
     let queues = stmt
         .query_map([MAX_QUEUES as i64], |r| {
@@ -168,6 +168,34 @@ mod tests {
         assert_eq!(store.read(|c| behind(c, "node", 1)).unwrap(), 1);
         assert_eq!(store.read(|c| behind(c, "node", 3)).unwrap(), 0);
         assert_eq!(store.read(|c| behind(c, "x", 0)).unwrap(), 1);
+    }
+
+    #[test]
+    fn queue_counts_follow_pushes_and_removals() {
+        let (_dir, store) = temp_store();
+        let lists = |store: &crate::store::Store| store.read(read).unwrap().queues;
+        store
+            .write(|c, _| {
+                for list in ["a", "a", "b"] {
+                    c.execute(
+                        "INSERT INTO queue (list, envelope) VALUES (?1, '{}')",
+                        params![list],
+                    )?;
+                }
+                c.execute("DELETE FROM queue WHERE list = 'b'", [])?;
+                c.execute("UPDATE queue SET list = 'c' WHERE id = 1", [])?;
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        assert_eq!(lists(&store), vec![("a".into(), 1), ("c".into(), 1)]);
+        let rows: i64 = store
+            .read(|c| {
+                Ok::<_, StoreError>(
+                    c.query_row("SELECT count(*) FROM queue_count", [], |r| r.get(0))?,
+                )
+            })
+            .unwrap();
+        assert_eq!(rows, 2, "an emptied list keeps no row");
     }
 
     #[test]

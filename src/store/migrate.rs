@@ -64,6 +64,12 @@ pub const MIGRATIONS: &[Migration] = &[
         up: include_str!("../../sql/0008_leases.up.sql"),
         down: include_str!("../../sql/0008_leases.down.sql"),
     },
+    Migration {
+        version: 9,
+        name: "queue_counts",
+        up: include_str!("../../sql/0009_queue_counts.up.sql"),
+        down: include_str!("../../sql/0009_queue_counts.down.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -16,7 +16,6 @@ const FILTERS = [["lab", "Lab"], ["device_type", "Device type"], ["kind", "Kind"
 const MAX_BARS = 20; // categories drawn per chart (rows come sorted by total)
 const MAX_ANOMALIES = 50; // rows shown per anomaly table
 const BUCKETS = 12; // columns of the time chart
-const THROTTLE_MS = 5000;
 const SLOW_MS = 30000;
 const DEFAULTS = { threshold: "0.5", min_total: "3" }; // the API's, of anomalies
 
@@ -316,14 +315,17 @@ function markFields(items) {
 
 // Telemetry is not on the node stream, so there is no event that says "new
 // telemetry". Node events are the sign that the pipeline is busy, so each
-// one asks for a re-read (throttled to one every 5 s), and a slow 30 s
-// timer covers telemetry that arrives while no node changes.
+// one asks for a re-read (throttled: one every 5 s for a window of up to
+// 10 h, longer for wider windows, whose ~16 aggregations cost more: at
+// most one a minute), and a slow 30 s timer covers telemetry that arrives
+// while no node changes.
 // A refresh never supersedes a running one (a slow server would otherwise
 // never finish drawing): it waits for it.
 function soon() {
   if (busy) { again = true; return; }
   if (pending) return;
-  pending = setTimeout(load, Math.max(0, lastLoad + THROTTLE_MS - Date.now()));
+  const throttle = Math.min(60000, Math.max(5000, hours() * 500));
+  pending = setTimeout(load, Math.max(0, lastLoad + throttle - Date.now()));
 }
 
 saveUrl();

@@ -126,8 +126,9 @@ export function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) {
     if (value === null || value === undefined || value === false) continue;
-    if (key.startsWith("on") && typeof value === "function") {
-      el.addEventListener(key.slice(2), value);
+    if (key.startsWith("on")) {
+      // listeners only: never an inline handler attribute
+      if (typeof value === "function") el.addEventListener(key.slice(2), value);
     } else if (key === "dataset") {
       Object.assign(el.dataset, value);
     } else {
@@ -215,19 +216,37 @@ export function notify(text, kind = "info") {
 
 // -- the event stream ----------------------------------------------------------
 
-// Follows `GET /stream/{channel}` (public: every event of the channel).
+// Whether a node-channel event is the server's own node event. Anyone may
+// `/publish` on channel `node` as well, and the server always sets the
+// envelope's `owner` to the publisher; a node event's envelope carries the
+// node's owner, which its data repeats. So an event whose data names
+// another owner than its envelope (or none where the envelope has one) is
+// not a node change, and pages do not show it as one.
+export function isNodeEvent(envelope, data) {
+  if (!data || typeof data !== "object" || typeof data.id !== "string" || !data.op) return false;
+  return (envelope.owner ?? null) === (data.owner ?? null);
+}
+
+// Follows `GET /stream/{channel}` (public: every event of the channel;
+// on `node`, only the server's node events are handed on, see isNodeEvent).
 // `ready` resolves once the stream is open: everything committed after that
 // is delivered. Events that arrive before `listen(handler)` is called are
-// kept and handed over then, flagged `early` (they may be older than what the
-// page read after `ready`, so pages re-read what they touch). A reconnect
-// resumes after the last event seen (the browser sends Last-Event-ID; after
-// a hard failure the stream is reopened with `after=`), so nothing is missed.
+// kept (up to a bound) and handed over then, flagged `early` (they may be
+// older than what the page read after `ready`, so pages re-read what they
+// touch). A reconnect resumes after the last event seen (the browser sends
+// Last-Event-ID; after a hard failure the stream is reopened with
+// `after=`), so nothing is missed; when something may have been (the early
+// bound overflowed, or the stream failed before its first event), the page
+// says so and asks for a reload.
 export function follow(channel = "node", params = {}) {
+  const EARLY_MAX = 10000;
   let handler = null;
   const early = [];
   let lastId = null;
   let source = null;
   let retry = null;
+  let delay = 1000;
+  let warned = false;
   let resolveReady;
   const ready = new Promise((resolve) => { resolveReady = resolve; });
   const indicator = () => document.getElementById("live");
@@ -235,28 +254,43 @@ export function follow(channel = "node", params = {}) {
     const el = indicator();
     if (el) { el.className = `live ${state}`; el.textContent = text; }
   };
+  const missed = (why) => {
+    if (warned) return;
+    warned = true;
+    notify(`${why}: reload the page to be sure it shows everything.`, "error");
+  };
 
   const open = () => {
     const extra = lastId === null ? {} : { after: lastId };
     source = new EventSource(`/stream/${encodeURIComponent(channel)}${queryString({ ...params, ...extra })}`);
-    source.onopen = () => { show("on", "live"); resolveReady(); };
+    source.onopen = () => { delay = 1000; show("on", "live"); resolveReady(); };
     source.onmessage = (msg) => {
       if (msg.lastEventId) lastId = msg.lastEventId;
       let envelope;
       try { envelope = JSON.parse(msg.data); } catch { return; }
+      if (!envelope || typeof envelope !== "object") return;
+      if (channel === "node" && !isNodeEvent(envelope, envelope.data)) return;
       const event = { seq: Number(msg.lastEventId), envelope, data: envelope.data };
       if (handler) {
         try { handler(event, false); } catch (err) { console.warn("event handler failed", err); }
-      } else if (early.length < 10000) {
+      } else if (early.length < EARLY_MAX) {
         early.push(event);
+      } else {
+        missed("Too many changes arrived while the page was loading");
       }
     };
     source.onerror = () => {
+      // Before its first event the browser has no Last-Event-ID to resume
+      // from: what is committed until it is back would be missed.
+      if (lastId === null) missed("The live connection broke before its first change");
       if (source.readyState === EventSource.CLOSED) {
+        // refused (not a stream): reopen after the last event seen, a
+        // little later each time
         show("off", "reconnecting");
         source.close();
         clearTimeout(retry);
-        retry = setTimeout(open, 2000);
+        retry = setTimeout(open, delay);
+        delay = Math.min(delay * 2, 30000);
       } else {
         show("wait", "reconnecting");
       }
@@ -308,19 +342,25 @@ export function bytes(n) {
 export function statusBadge(node) {
   const result = node.result || null;
   const cls = result ? `r-${result}` : `s-${node.state || "unknown"}`;
-  return h("span", { class: `badge ${cls}`, dataset: { state: node.state || "", result: result || "" } },
+  return h("span", { class: `badge ${cls}`, dataset: { state: node.state || "", result: result || "", owner: node.owner || "" } },
     result ? `${node.state} · ${result}` : node.state || "?");
 }
 
-// Updates a badge made by statusBadge in place.
+// Updates a badge made by statusBadge in place, from a node read from the
+// API or from a node event's data (which has `op`). An event naming another
+// owner than the node shown is not about that node (isNodeEvent: a
+// publisher can only name itself) and changes nothing; false then.
 export function updateBadge(el, node) {
+  if ("op" in node && (node.owner || "") !== (el.dataset.owner || "")) return false;
   const fresh = statusBadge(node);
+  el.dataset.owner = fresh.dataset.owner;
   el.className = fresh.className;
   el.dataset.state = fresh.dataset.state;
   el.dataset.result = fresh.dataset.result;
   el.textContent = fresh.textContent;
   el.classList.add("changed");
   setTimeout(() => el.classList.remove("changed"), 1500);
+  return true;
 }
 
 // A link to a node's page in the viewer.

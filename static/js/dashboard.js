@@ -18,12 +18,18 @@ const KINDS = [["kbuild", "Builds"], ["test", "Tests"]];
 const RESULTS = ["pass", "fail", "incomplete"];
 
 // At most `n` calls in flight, so a page of counts does not crowd out the
-// server (and the browser's six connections, one of which is the stream).
-function limiter(n) {
+// server (and the browser's six connections, one of which is the stream),
+// and at most `queued` waiting: past that a call fails at once (a busy lab
+// outruns the page; it says so instead of falling ever further behind).
+function limiter(n, queued) {
   let active = 0;
   const waiting = [];
   const next = () => { if (waiting.length && active < n) waiting.shift()(); };
   return (fn) => new Promise((resolve, reject) => {
+    if (waiting.length >= queued) {
+      reject(new Error("too many changes to follow at once; reload the page for exact counts"));
+      return;
+    }
     waiting.push(async () => {
       active += 1;
       try { resolve(await fn()); } catch (err) { reject(err); } finally { active -= 1; next(); }
@@ -31,7 +37,7 @@ function limiter(n) {
     next();
   });
 }
-const limit = limiter(4);
+const limit = limiter(4, 500);
 
 // One notice for a burst of failures, not one per call.
 let lastProblem = 0;
@@ -208,6 +214,8 @@ function dropRow(id) {
 function updateCheckout(node) {
   const row = rows.get(node.id);
   if (!row) return;
+  // an event naming another owner is not about this checkout (isNodeEvent)
+  if ("op" in node && (node.owner || "") !== (row.node.owner || "")) return;
   row.node = { ...row.node, ...node };
   if (row.badge.dataset.state !== (node.state || "") || row.badge.dataset.result !== (node.result || "")) {
     updateBadge(row.badge, node);
@@ -255,21 +263,26 @@ async function load(params) {
   return { items, n };
 }
 
+let loadRun = 0; // bumped by each reload: an older one drops what it read
 function reload() {
+  const run = ++loadRun;
   for (const id of [...rows.keys()]) dropRow(id);
   summary.textContent = "Loading…";
   more.hidden = true;
   loading = (async () => {
     try {
       const { items, n } = await load(apiFilter());
+      if (run !== loadRun) return false;
       total = n;
       items.forEach(showCheckout);
     } catch (err) {
       notify(`Could not read the checkouts: ${describeError(err)}`, "error");
     }
     drawSummary();
+    return true;
   })();
-  return loading.then(release);
+  // only the newest reload hands the held events on
+  return loading.then((current) => { if (current) release(); });
 }
 
 // The next PAGE checkouts older than the oldest one shown.
@@ -358,7 +371,11 @@ function mayConcern(d) {
 async function onEvent(event, early) {
   const d = event.data;
   if (!d || typeof d !== "object" || typeof d.id !== "string") return;
-  if (loading) { if (held.length < 1000) held.push(event); return; }
+  if (loading) {
+    if (held.length < 1000) held.push(event);
+    else problem("Too many changes arrived while loading", new Error("reload the page for exact counts"));
+    return;
+  }
   try {
     if (d.kind === "checkout") {
       if (rows.has(d.id)) {

@@ -346,6 +346,8 @@ function onNodeEvent(event, early) {
   }
   if (!editing || data.id !== editing.node.id) return;
   if (early) { loadForEdit(editing.node.id); return; }
+  // an event naming another owner is not about this node (isNodeEvent)
+  if ((data.owner || "") !== (editing.node.owner || "")) return;
   if (data.state === editing.node.state && data.result === editing.node.result) return;
   editing.node = { ...editing.node, state: data.state, result: data.result };
   updateBadge(editing.badge, editing.node);

@@ -57,6 +57,9 @@ fill(main,
 
 // -- state ---------------------------------------------------------------------
 
+// The server counts a subscription's backlog up to this many events.
+const BEHIND_CAP = 1000;
+
 let stats = null;       // the last figures, with live events counted in
 let details = null;     // GET /stats/subscriptions by id (admins), or null
 let drawing = false;
@@ -68,14 +71,17 @@ function countEvent(event) {
   if (!stats || !(event.seq > stats.events.last_sequence_id)) return;
   stats.events.last_sequence_id = event.seq;
   const ev = stats.events;
-  const t = Date.parse(event.envelope && event.envelope.time) || Date.now();
-  let i = Math.floor((t - ev.start) / MINUTE);
-  // A new minute began since the read: move the window on.
-  while (i >= ev.per_minute.length) {
-    ev.per_minute.shift();
-    ev.per_minute.push(0);
-    ev.start += MINUTE;
-    i -= 1;
+  // Bucketed by when the page received it: the envelope's `time` may be
+  // whatever a publisher wrote.
+  let i = Math.floor((Date.now() - ev.start) / MINUTE);
+  // New minutes began since the read: move the window on (all of it at
+  // most, however long the page slept).
+  const late = Math.min(i - ev.per_minute.length + 1, ev.per_minute.length);
+  if (late > 0) {
+    ev.per_minute.splice(0, late);
+    ev.per_minute.push(...new Array(late).fill(0));
+    ev.start += (i - ev.per_minute.length + 1) * MINUTE;
+    i = ev.per_minute.length - 1;
   }
   if (i >= 0) ev.per_minute[i] += 1;
   const d = event.data;
@@ -241,14 +247,18 @@ function drawSubscriptions() {
       h("td", { class: "hide-narrow" }, more.promiscuous === undefined ? "" : more.promiscuous ? "yes" : "no"),
       h("td", { class: "hide-narrow", title: when(more.created) }, ago(more.created)),
       h("td", { class: "last-poll", title: when(sub.last_poll) }, sub.last_poll ? ago(sub.last_poll) : "never"),
-      h("td", { class: `num behind${sub.behind ? " lagging" : ""}` }, num(sub.behind)));
+      h("td", { class: `num behind${sub.behind ? " lagging" : ""}` },
+        sub.behind >= BEHIND_CAP ? `${num(BEHIND_CAP)}+` : num(sub.behind)));
   });
+  const cut = stats.subscriptions > backlog.length
+    ? h("p", { class: "note" }, `The ${num(backlog.length)} oldest of ${num(stats.subscriptions)} live subscriptions.`)
+    : null;
   fill(subs, h("div", { class: "table-wrap" }, h("table", { id: "sub-table" },
     h("thead", null, h("tr", null,
       h("th", { class: "num" }, "Id"), h("th", null, "Channel"), h("th", null, "User"),
       h("th", { class: "hide-narrow" }, "Promiscuous"), h("th", { class: "hide-narrow" }, "Created"),
       h("th", null, "Last poll"), h("th", { class: "num", title: "stored events not yet delivered" }, "Behind"))),
-    h("tbody", null, rows))));
+    h("tbody", null, rows))), cut);
 }
 
 // -- start -------------------------------------------------------------------------

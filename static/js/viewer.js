@@ -114,7 +114,7 @@ let generation = 0; // bumped by each route(); stale async work checks it
 let held = []; // events that came while a view was loading
 let heldOverflow = false;
 
-const badgesOf = (id) => main.querySelectorAll(`.badge[data-node="${id}"]`);
+const badgesOf = (id) => main.querySelectorAll(`.badge[data-node="${CSS.escape(id)}"]`);
 function badge(node) {
   const el = statusBadge(node);
   el.dataset.node = node.id;
@@ -340,7 +340,7 @@ function listView({ filter, offset, limit }, gen) {
   };
   let newest = ""; // the id of the newest node read: only newer ones go on top
   const addNodes = (nodes) => {
-    const fresh = nodes.filter((n) => n.id > newest && !tbody.querySelector(`tr[data-id="${n.id}"]`))
+    const fresh = nodes.filter((n) => n.id > newest && !tbody.querySelector(`tr[data-id="${CSS.escape(n.id)}"]`))
       .sort((a, b) => (a.id < b.id ? 1 : -1));
     if (!fresh.length) return;
     total += fresh.length;
@@ -432,10 +432,23 @@ function relative(ts) {
 
 const isEmpty = (v) => v === null || v === undefined || (typeof v === "object" && Object.keys(v).length === 0);
 
+// What a view that shows no node does with events: nothing.
+const IDLE_VIEW = { event() {}, stale() {} };
+
 function nodeView(id, gen) {
   document.title = "Node — Viewer — KernelCI";
   const box = h("div", { id: "node-view" }, h("p", { class: "muted" }, "Loading…"));
   fill(main, box);
+  if (!isId(id)) {
+    // Never put a text from the URL into an API path: `?node=../pop/x`
+    // would be another call, made with the visitor's token.
+    fill(box, h("div", { class: "panel not-found", role: "alert" },
+      h("h1", { tabindex: "-1" }, "Cannot show this node"),
+      h("p", null, `'${id}' is not a valid ObjectId: a node id is 24 hexadecimal characters.`),
+      h("p", null, h("a", { href: "/viewer" }, "Back to the list"))));
+    ready(IDLE_VIEW, gen);
+    return;
+  }
   let node = null;
   let headBadge = null;
   let fieldsBox, artifactsBox, dataBox, debugBox, treeBox, treeNote, treeCounts, treePanel, live;
@@ -469,7 +482,7 @@ function nodeView(id, gen) {
     try {
       do {
         again = false;
-        const fresh = await get(`/node/${id}`);
+        const fresh = await get(`/node/${encodeURIComponent(id)}`);
         if (gen !== generation) return;
         if (fresh) { node = fresh; drawFields(fresh); }
       } while (again);
@@ -525,7 +538,9 @@ function nodeView(id, gen) {
     parent.li?.classList.remove("leaf");
     return true;
   };
+  let treeRun = 0; // bumped by each load: an older load stops at its next await
   const loadTree = async () => {
+    const run = ++treeRun;
     tree.clear();
     const rootUl = h("ul", { class: "tree", id: "tree" });
     tree.set(id, { li: null, ul: rootUl, node });
@@ -542,7 +557,7 @@ function nodeView(id, gen) {
           ...(parents.length === 1 ? { parent: parents[0] } : { parent__in: parents.join(",") }),
           limit: TREE_LEVEL_MAX - next.length,
         });
-        if (gen !== generation) return;
+        if (gen !== generation || run !== treeRun) return;
         next.push(...page.items);
         more += page.total - page.items.length;
         if (i + PARENTS_PER_CALL < level.length && next.length >= TREE_LEVEL_MAX) more += 1;
@@ -588,6 +603,10 @@ function nodeView(id, gen) {
         return;
       }
       if (d.is_hierarchy && tree.has(d.id)) reloadTree();
+      // Only a node whose path runs through this one can join its tree.
+      const under = Array.isArray(d.path) && node && Array.isArray(node.path)
+        && node.path.every((name, i) => d.path[i] === name);
+      if (!early && d.op === "created" && !under) return;
       if (early || !badgesOf(d.id).length) {
         // Re-read (early) or new: `check` paints the known ones and places
         // a new one by its parent.
@@ -602,14 +621,14 @@ function nodeView(id, gen) {
 
   (async () => {
     try {
-      node = await get(`/node/${id}`);
+      node = await get(`/node/${encodeURIComponent(id)}`);
     } catch (err) {
       if (gen !== generation) return;
       fill(box, h("div", { class: "panel not-found", role: "alert" },
         h("h1", { tabindex: "-1" }, "Cannot show this node"),
         h("p", null, describeError(err)),
         h("p", null, h("a", { href: "/viewer" }, "Back to the list"))));
-      ready(v, gen);
+      ready(IDLE_VIEW, gen);
       return;
     }
     if (gen !== generation) return;
@@ -618,7 +637,7 @@ function nodeView(id, gen) {
         h("h1", { tabindex: "-1" }, "Node not found"),
         h("p", null, "There is no node with the id ", h("code", null, id), "."),
         h("p", null, h("a", { href: "/viewer" }, "Back to the list"))));
-      ready(v, gen);
+      ready(IDLE_VIEW, gen);
       return;
     }
     document.title = `${node.name} — Viewer — KernelCI`;
@@ -661,7 +680,7 @@ function nodeView(id, gen) {
       const up = [];
       while (isId(parent) && !seen.has(parent) && up.length < CHAIN_MAX) {
         seen.add(parent);
-        const p = await get(`/node/${parent}`);
+        const p = await get(`/node/${encodeURIComponent(parent)}`);
         if (gen !== generation) return;
         if (!p) { up.push(h("li", { class: "muted" }, `missing ${parent}`)); break; }
         up.push(h("li", null, nodeLink(p.id, p.name || p.id), " ", badge(p)));
