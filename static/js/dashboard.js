@@ -344,16 +344,46 @@ async function loadRegressions() {
 
 const nodeById = (id) => limit(() => get(`/node/${encodeURIComponent(id)}`));
 
+// Builds and tests whose keys are wanted, read together: one
+// `GET /nodes?id__in=` of up to BATCH ids at a time, through the limiter.
+const BATCH = 100;
+const wanted = new Map(); // id → resolve of its keys, waiting for a batch
+let batching = null;
+function readBatch() {
+  batching = null;
+  const ids = [...wanted.keys()].slice(0, BATCH);
+  const resolves = ids.map((id) => { const r = wanted.get(id); wanted.delete(id); return r; });
+  if (wanted.size) batching = setTimeout(readBatch, 0);
+  limit(() => get("/nodes", { id__in: ids.join(","), limit: ids.length }))
+    .then((page) => {
+      const byId = new Map(page.items.map((n) => [n.id, n]));
+      ids.forEach((id, i) => {
+        const node = byId.get(id);
+        resolves[i](node ? [node.treeid, `parent:${node.parent}`].filter(Boolean) : []);
+      });
+    })
+    .catch((err) => {
+      ids.forEach((id, i) => { kin.delete(id); resolves[i]([]); });
+      problem("Could not follow a change", err);
+    });
+}
+
 // The keys (tree id, "parent:<id>") that relate a build or test to a
-// checkout. Events do not carry treeid, so the node is read once and its
-// keys remembered (a bounded map; the oldest entries go first).
+// checkout. Events do not carry treeid, so the node is read once (in a
+// batch with others) and its keys remembered (a bounded map; the oldest
+// entries go first). At most KIN_MAX ids wait; past that the page says it
+// cannot keep up.
 function keysOf(id) {
   let keys = kin.get(id);
   if (!keys) {
-    keys = nodeById(id).then((node) => (node ? [node.treeid, `parent:${node.parent}`].filter(Boolean) : []));
-    keys.catch(() => kin.delete(id));
+    if (wanted.size >= KIN_MAX) {
+      problem("Too many changes to follow", new Error("reload the page for exact counts"));
+      return Promise.resolve([]);
+    }
+    keys = new Promise((resolve) => wanted.set(id, resolve));
     kin.set(id, keys);
     if (kin.size > KIN_MAX) kin.delete(kin.keys().next().value);
+    if (!batching) batching = setTimeout(readBatch, 200);
   }
   return keys;
 }
