@@ -534,6 +534,11 @@ impl Broker {
         Ok(())
     }
 
+    /// How many subscriptions are live.
+    pub fn subscription_count(&self) -> usize {
+        self.lock().len()
+    }
+
     /// Every live subscription, by id.
     pub fn subscriptions(&self) -> Vec<Subscription> {
         let mut subs: Vec<Subscription> = self.lock().values().cloned().collect();

@@ -51,7 +51,6 @@ pub fn server(app: &App, req: &Req) -> ApiResult {
             figures::events_per_minute(c, &now, RATE_MINUTES)?,
         ))
     })?;
-    let subs = app.broker.subscriptions();
     let first_minute = timestamp::shift(
         timestamp::floor_minute(&now),
         chrono::Duration::minutes(-i64::from(RATE_MINUTES)),
@@ -72,12 +71,13 @@ pub fn server(app: &App, req: &Req) -> ApiResult {
         },
         "requests": app.requests.load(Ordering::Relaxed),
         "streams": app.streams.open_streams(),
-        "subscriptions": subs.len(),
+        "subscriptions": app.broker.subscription_count(),
         "queues": figures.queues.iter()
             .map(|(list, n)| json!({"list": list, "length": n}))
             .collect::<Vec<_>>(),
     });
     if admin {
+        let subs = app.broker.subscriptions();
         let shown = &subs[..subs.len().min(MAX_BACKLOG_ROWS)];
         let behind = app.store.read(|c| {
             shown
@@ -157,7 +157,7 @@ pub fn metrics(app: &App, _req: &Req) -> ApiResult {
     gauge(
         "kci_subscriptions",
         "Live subscriptions",
-        vec![(String::new(), app.broker.subscriptions().len() as u64)],
+        vec![(String::new(), app.broker.subscription_count() as u64)],
     );
     gauge(
         "kci_streams_open",

@@ -5,7 +5,7 @@
 
 use rusqlite::{Connection, params};
 
-use super::StoreError;
+use super::{StoreError, events};
 use crate::timestamp::{self, Timestamp};
 
 /// At most this many push lists are reported (the longest first).
@@ -23,7 +23,7 @@ pub struct Figures {
     pub free_bytes: u64,
     /// Node counts by kind, by kind name.
     pub nodes_by_kind: Vec<(String, u64)>,
-    /// The highest event sequence number (0 before the first event).
+    /// The highest event sequence number used (0 before the first event).
     pub last_sequence: i64,
     /// Messages in each push list (leased ones included), longest first.
     pub queues: Vec<(String, u64)>,
@@ -42,8 +42,7 @@ pub fn read(c: &Connection) -> Result<Figures, StoreError> {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
         })?
         .collect::<Result<_, _>>()?;
-    let last_sequence: i64 =
-        c.query_row("SELECT coalesce(max(seq), 0) FROM event", [], |r| r.get(0))?;
+    let last_sequence = events::max_seq(c)?;
     let mut stmt = c.prepare_cached(
         "SELECT list, n FROM queue_count WHERE n > 0 ORDER BY n DESC, list LIMIT ?1",
     )?;
@@ -72,20 +71,19 @@ pub fn events_per_minute(
     minutes: u32,
 ) -> Result<Vec<u64>, StoreError> {
     let this_minute = timestamp::floor_minute(now);
+    // the sequence number the next event gets: where a minute with no
+    // later event ends
+    let end = events::max_seq(c)? + 1;
     let mut stmt = c.prepare_cached(
         "SELECT coalesce((SELECT seq FROM event WHERE timestamp >= ?1
-                          ORDER BY timestamp, seq LIMIT 1),
-                         (SELECT coalesce(max(seq), 0) + 1 FROM event))",
+                          ORDER BY timestamp, seq LIMIT 1), ?2)",
     )?;
     let mut firsts = Vec::with_capacity(minutes as usize + 2);
     for back in (0..=minutes).rev() {
         let start = timestamp::shift(this_minute, chrono::Duration::minutes(-i64::from(back)));
-        let seq: i64 = stmt.query_row(params![timestamp::format(&start)], |r| r.get(0))?;
+        let seq: i64 = stmt.query_row(params![timestamp::format(&start), end], |r| r.get(0))?;
         firsts.push(seq);
     }
-    let end: i64 = c.query_row("SELECT coalesce(max(seq), 0) + 1 FROM event", [], |r| {
-        r.get(0)
-    })?;
     firsts.push(end);
     Ok(firsts
         .windows(2)
