@@ -4,7 +4,7 @@
 //! time, so memory grows with the largest document, not with the file.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use serde_json::Value;
@@ -27,6 +27,8 @@ pub struct Documents {
     /// An array element was read: the next one follows a comma.
     after_element: bool,
     done: bool,
+    /// The largest document read ([`MAX_DOCUMENT_BYTES`]).
+    max_document: usize,
     /// Bytes consumed so far.
     pub bytes: u64,
 }
@@ -40,6 +42,7 @@ impl Documents {
             line: 1,
             after_element: false,
             done: false,
+            max_document: MAX_DOCUMENT_BYTES,
             bytes: 0,
         };
         if docs.skip_blank(false)?.0 == Some(b'[') {
@@ -138,10 +141,9 @@ impl Documents {
             let lines = buf[..used].iter().filter(|b| **b == b'\n').count();
             self.consume(used);
             self.line += lines;
-            if out.len() > MAX_DOCUMENT_BYTES {
-                return Err(format!(
-                    "a document is larger than {MAX_DOCUMENT_BYTES} bytes"
-                ));
+            if out.len() > self.max_document {
+                let max = self.max_document;
+                return Err(format!("a document is larger than {max} bytes"));
             }
             if complete {
                 return Ok(out);
@@ -153,10 +155,20 @@ impl Documents {
         loop {
             let mut text = String::new();
             self.line += 1;
-            match self.reader.read_line(&mut text) {
+            let mut limited = (&mut self.reader).take(self.max_document as u64 + 1);
+            match limited.read_line(&mut text) {
                 Ok(0) => return None,
                 Ok(n) => self.bytes += n as u64,
                 Err(e) => return Some(Err((self.line, format!("cannot read: {e}")))),
+            }
+            if text.len() > self.max_document {
+                // the rest of the line is not read: nothing after it is
+                self.done = true;
+                let max = self.max_document;
+                return Some(Err((
+                    self.line,
+                    format!("a document is larger than {max} bytes"),
+                )));
             }
             if text.trim().is_empty() {
                 continue;
@@ -208,7 +220,7 @@ impl Iterator for Documents {
             self.next_line()
         };
         if !matches!(item, Some(Ok(_))) {
-            self.done = self.array || item.is_none();
+            self.done = self.done || self.array || item.is_none();
         }
         item
     }
@@ -263,6 +275,35 @@ mod tests {
         assert!(read("[,{}]")[0].is_err());
         assert!(read("[{}{}]")[1].is_err());
         assert!(read("[{},]").len() == 2 && read("[{},]")[1].is_err());
+    }
+
+    #[test]
+    fn a_document_over_the_size_limit_ends_the_file_with_an_error() {
+        let dir = tempfile::tempdir().expect("dir");
+        for (name, text) in [
+            (
+                "lines.json",
+                "{\"a\": 1}\n{\"b\": \"0123456789\"}\n{\"c\": 3}\n",
+            ),
+            (
+                "array.json",
+                "[{\"a\": 1},\n{\"b\": \"0123456789\"},\n{\"c\": 3}]",
+            ),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            let mut docs = Documents::open(&path).expect("open");
+            docs.max_document = 12;
+            let got: Vec<Item> = docs.collect();
+            assert_eq!(got.len(), 2, "{name}: {got:?}");
+            assert!(got[0].is_ok());
+            let (line, why) = got[1].as_ref().expect_err("too large");
+            assert_eq!(
+                (*line, why.as_str()),
+                (2, "a document is larger than 12 bytes"),
+                "{name}"
+            );
+        }
     }
 
     #[test]
